@@ -1,0 +1,59 @@
+/** The Storage port: the only way walrust touches replica data. Every backend implements it. */
+
+/** One stored object as listed or HEADed. */
+export interface ObjectInfo {
+  /** Full key relative to the backend root (never starts with "/"). */
+  key: string;
+  /** Size in bytes. */
+  size: number;
+  /** Last-modified time (filesystem mtime or S3 LastModified). */
+  lastModified: Date;
+  /** User metadata (lower-case keys), when the backend returns it (HEAD always; LIST may not). */
+  meta?: Record<string, string>;
+}
+
+/** A byte range to read. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** The storage interface (DESIGN.md §2). Keys use "/" separators and never escape the root. */
+export interface Storage {
+  /** Human-readable description for messages, e.g. "file:///backups" or "s3://bucket/prefix". */
+  readonly description: string;
+  /** Write an object atomically: readers see the old object, the new one, or none; never a part. */
+  put(
+    key: string,
+    body: Uint8Array | AsyncIterable<Uint8Array>,
+    meta?: Record<string, string>,
+  ): Promise<void>;
+  /** Read an object (or a range of it) as a stream of chunks. Throws NotFoundError if absent. */
+  get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>>;
+  /** Object info, or undefined when absent. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Every object whose key starts with `prefix`, in ascending key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Delete keys; missing keys are not an error. */
+  delete(keys: string[]): Promise<void>;
+  /** Release resources (connections). Optional. */
+  close?(): Promise<void>;
+}
+
+/** Read a whole object into memory. For small objects only (headers, test data). */
+export async function readAll(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of it) {
+    chunks.push(c);
+    n += c.length;
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
