@@ -1,0 +1,149 @@
+/** Parse a bucket argument (`-b`, config `bucket`) into a backend location. */
+
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ConfigError } from "../errors.ts";
+
+/** A filesystem bucket: objects live under `root`. */
+export interface FileBucket {
+  kind: "file";
+  /** Absolute, normalized directory path. */
+  root: string;
+  /** Always "": callers add the per-database prefix. */
+  prefix: string;
+}
+
+/** An S3 (or S3-compatible) bucket. Defaults (path style for custom endpoints) are the backend's. */
+export interface S3Bucket {
+  kind: "s3";
+  bucket: string;
+  /** Base prefix without leading or trailing "/" ("" for the bucket root). */
+  prefix: string;
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+}
+
+/** Result of parseBucketUrl. */
+export type BucketLocation = FileBucket | S3Bucket;
+
+const USAGE = "use s3://bucket/prefix, file:///absolute/path or a plain directory path";
+
+// At least two letters so a Windows drive ("C:") is never taken for a scheme.
+const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]+):/;
+
+/**
+ * Parse `file:///abs/path`, a plain (absolute or relative) path, or
+ * `s3://bucket/prefix?endpoint=..&region=..&forcePathStyle=..` (camelCase or kebab-case keys).
+ * Throws ConfigError naming the value and the fix when malformed.
+ */
+export function parseBucketUrl(s: string): BucketLocation {
+  if (s.trim() === "") throw bad(s, `empty bucket; ${USAGE}`);
+  if (s.includes("\0")) throw bad(s, `bucket contains a NUL byte; ${USAGE}`);
+  const scheme = SCHEME.exec(s)?.[1].toLowerCase();
+  if (scheme === undefined) return { kind: "file", root: resolve(s), prefix: "" };
+  if (!s.slice(scheme.length + 1).startsWith("//")) {
+    throw bad(s, `"${scheme}:" must be followed by "//"; ${USAGE} (write ./${s} for a path)`);
+  }
+  if (scheme === "file") return parseFileUrl(s);
+  if (scheme === "s3") return parseS3Url(s);
+  throw bad(s, `unsupported scheme "${scheme}://"; ${USAGE}`);
+}
+
+function bad(value: string, why: string): ConfigError {
+  return new ConfigError(`bucket ${JSON.stringify(value)}: ${why}`);
+}
+
+function parseUrl(s: string): URL {
+  try {
+    return new URL(s);
+  } catch (cause) {
+    throw new ConfigError(`bucket ${JSON.stringify(s)}: not a valid URL; ${USAGE}`, { cause });
+  }
+}
+
+function parseFileUrl(s: string): FileBucket {
+  const u = parseUrl(s);
+  if (u.host !== "") {
+    throw bad(s, `file URL has host "${u.host}"; use three slashes: file:///absolute/path`);
+  }
+  if (u.search !== "" || u.hash !== "") {
+    throw bad(s, "file URL must not have a query or fragment; use file:///absolute/path");
+  }
+  let path: string;
+  try {
+    path = fileURLToPath(u);
+  } catch (cause) {
+    throw new ConfigError(
+      `bucket ${JSON.stringify(s)}: not a usable file URL; use file:///absolute/path`,
+      { cause },
+    );
+  }
+  return { kind: "file", root: resolve(path), prefix: "" };
+}
+
+// Litestream's query keys, both spellings.
+const S3_PARAMS: Record<string, "endpoint" | "region" | "forcePathStyle"> = {
+  "endpoint": "endpoint",
+  "region": "region",
+  "forcePathStyle": "forcePathStyle",
+  "force-path-style": "forcePathStyle",
+};
+
+function parseS3Url(s: string): S3Bucket {
+  const u = parseUrl(s);
+  if (u.hostname === "") throw bad(s, "no bucket name; use s3://bucket/prefix");
+  if (u.port !== "") {
+    throw bad(s, "s3 URL has a port; use s3://bucket/prefix?endpoint=http://host:port");
+  }
+  if (u.username !== "" || u.password !== "") {
+    throw bad(s, "credentials do not belong in the URL; use the config file or AWS_* variables");
+  }
+  if (u.hash !== "") throw bad(s, "s3 URL must not have a fragment");
+  const bucket = decodePart(s, u.hostname);
+  // The raw path, because URL parsing would silently resolve "." and ".." segments.
+  const rest = s.slice(s.indexOf("//") + 2).split(/[?#]/, 1)[0];
+  const rawPath = rest.includes("/") ? rest.slice(rest.indexOf("/")) : "";
+  const segments = decodePart(s, rawPath).split("/").filter((p) => p !== "");
+  if (segments.some((p) => p === "." || p === "..")) {
+    throw bad(s, `prefix must not contain "." or ".." segments; use s3://bucket/prefix`);
+  }
+  const out: S3Bucket = { kind: "s3", bucket, prefix: segments.join("/") };
+  const seen = new Set<string>();
+  for (const [key, value] of u.searchParams) {
+    const field = S3_PARAMS[key];
+    if (field === undefined) {
+      throw bad(
+        s,
+        `unknown parameter "${key}"; use only endpoint, region, forcePathStyle (force-path-style)`,
+      );
+    }
+    if (seen.has(field)) throw bad(s, `parameter "${key}" given twice`);
+    seen.add(field);
+    if (field === "forcePathStyle") {
+      out.forcePathStyle = parseBool(s, key, value);
+    } else if (value === "") {
+      throw bad(s, `parameter "${key}" is empty; give a value or leave it out`);
+    } else {
+      out[field] = value;
+    }
+  }
+  return out;
+}
+
+function decodePart(s: string, part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch (cause) {
+    throw new ConfigError(`bucket ${JSON.stringify(s)}: bad percent-encoding; ${USAGE}`, {
+      cause,
+    });
+  }
+}
+
+// Go's strconv.ParseBool spellings, which Litestream accepts.
+function parseBool(s: string, key: string, v: string): boolean {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(v)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(v)) return false;
+  throw bad(s, `parameter "${key}" must be true or false, got ${JSON.stringify(v)}`);
+}
