@@ -1,0 +1,357 @@
+/** Restore application: stream a plan's pages into a temp file, verify, fsync, rename. */
+
+import { dirname } from "node:path";
+import { DatabaseError, IntegrityError, RestoreError } from "../errors.ts";
+import { LtxDecoder } from "../ltx/decoder.ts";
+import { lockPgno, type LtxHeader } from "../ltx/header.ts";
+import { formatTXID as txidHex } from "../ltx/names.ts";
+import { integrityCheck } from "../sqlite/handle.ts";
+import type { Storage } from "../storage/port.ts";
+import type { LtxFileRef, RestorePlan } from "./plan.ts";
+
+/** What a finished restore produced. */
+export interface RestoreResult {
+  txid: number;
+  pageSize: number;
+  commit: number;
+  bytes: number;
+  files: number;
+  outPath: string;
+}
+
+/** Options for applyPlan. */
+export interface ApplyOptions {
+  /** Replace an existing output (and drop its -wal/-shm/-journal). */
+  force?: boolean;
+  /** Check run on the result before it is renamed into place; default "full". */
+  integrity?: "full" | "quick" | "none";
+  /** Called as LTX bytes are consumed: (bytes read so far, total bytes of the plan). */
+  onProgress?(done: number, total: number): void;
+}
+
+const SIDECARS = ["-wal", "-shm", "-journal"];
+/** Contiguous pages are gathered up to this many bytes before one write. */
+const RUN_BYTES = 1 << 20;
+
+/**
+ * Apply `plan` to a new database at `outPath`: pages stream into `<outPath>.tmp-<random>`,
+ * which is checked, fsynced and renamed; on any failure the temp file is removed.
+ */
+export async function applyPlan(
+  storage: Storage,
+  plan: RestorePlan,
+  outPath: string,
+  opts: ApplyOptions = {},
+): Promise<RestoreResult> {
+  if (plan.files.length === 0) throw new RestoreError("restore plan has no files");
+  const dir = dirname(outPath);
+  await checkOutput(outPath, dir, opts.force ?? false);
+
+  const tmp = `${outPath}.tmp-${randomHex(8)}`;
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(tmp, { createNew: true, write: true, read: true });
+    const state = await writePages(storage, plan, file, opts.onProgress);
+    await file.sync();
+    file.close();
+    file = undefined;
+
+    checkIntegrity(tmp, opts.integrity ?? "full");
+    await removeSidecars(tmp);
+    if (opts.force) {
+      // Stale -wal/-shm of the old file must go first, or SQLite would apply a foreign WAL.
+      await removeSidecars(outPath);
+      await Deno.rename(tmp, outPath);
+    } else {
+      await placeNoClobber(tmp, outPath);
+    }
+    await fsyncDir(dir);
+    return {
+      txid: state.txid,
+      pageSize: state.pageSize,
+      commit: state.commit,
+      bytes: state.commit * state.pageSize,
+      files: plan.files.length,
+      outPath,
+    };
+  } catch (e) {
+    try {
+      file?.close();
+    } catch { /* already closed */ }
+    await removeQuietly(tmp);
+    await removeSidecars(tmp);
+    throw e;
+  }
+}
+
+/** The output's directory must exist; an existing output or sidecar needs force. */
+async function checkOutput(outPath: string, dir: string, force: boolean): Promise<void> {
+  const d = await statOrUndefined(dir);
+  if (!d?.isDirectory) {
+    throw new RestoreError(`output directory ${dir} does not exist`);
+  }
+  const out = await statOrUndefined(outPath);
+  if (out?.isDirectory) throw new RestoreError(`output ${outPath} is a directory`);
+  if (!force) await refuseExisting(outPath);
+}
+
+async function refuseExisting(outPath: string): Promise<void> {
+  for (const p of [outPath, ...SIDECARS.map((s) => outPath + s)]) {
+    if (await statOrUndefined(p)) {
+      throw new RestoreError(`${p} already exists; use --force to replace it`);
+    }
+  }
+}
+
+/** Move tmp to outPath unless something appeared there during the restore. */
+async function placeNoClobber(tmp: string, outPath: string): Promise<void> {
+  await refuseExisting(outPath);
+  try {
+    // link fails atomically if outPath exists, closing the window a check-then-rename leaves.
+    await Deno.link(tmp, outPath);
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new RestoreError(`${outPath} appeared during the restore; use --force to replace it`);
+    }
+    // No hard links on this filesystem: fall back to rename after the check above.
+    await Deno.rename(tmp, outPath);
+    return;
+  }
+  try {
+    await Deno.remove(tmp);
+  } catch { /* the restore is in place; a stray second name of it is harmless */ }
+}
+
+interface ApplyState {
+  txid: number;
+  pageSize: number;
+  commit: number;
+}
+
+/** Decode every plan file in order, writing its pages and enforcing the chain rules. */
+async function writePages(
+  storage: Storage,
+  plan: RestorePlan,
+  file: Deno.FsFile,
+  onProgress?: (done: number, total: number) => void,
+): Promise<ApplyState> {
+  const total = plan.files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
+  const count = async function* (src: AsyncIterable<Uint8Array>) {
+    for await (const chunk of src) {
+      done += chunk.length;
+      onProgress?.(done, total);
+      yield chunk;
+    }
+  };
+
+  const written = new PageSet();
+  let prev: LtxHeader | undefined;
+  let writer: RunWriter | undefined;
+  let lastKey = "";
+  for (const ref of plan.files) {
+    lastKey = ref.key;
+    const src = count(await storage.get(ref.key));
+    try {
+      // The decoder prefixes its errors with the key; checkChain names it itself.
+      const dec = await LtxDecoder.open(src, { name: ref.key });
+      const h = dec.header;
+      checkChain(ref, h, prev);
+      writer ??= new RunWriter(file, h.pageSize);
+      for await (const { pgno, data } of dec.pages()) {
+        await writer.write(pgno, data);
+        written.add(pgno);
+      }
+      await dec.finish();
+      await writer.flush();
+      await file.truncate(h.commit * h.pageSize);
+      written.truncate(h.commit);
+      prev = h;
+    } finally {
+      // The decoder stops pulling on an error; closing the stream releases the object's handle.
+      await src.return(undefined);
+    }
+  }
+  const last = prev!;
+  const lock = lockPgno(last.pageSize);
+  const missing = written.firstMissing(last.commit, lock);
+  if (missing !== undefined) {
+    throw new IntegrityError(
+      `restored database would lack page ${missing} of ${last.commit} after ${lastKey}: ` +
+        "the plan's files do not hold a complete database",
+    );
+  }
+  if (last.commit >= lock) {
+    await writer!.writeRaw((lock - 1) * last.pageSize, new Uint8Array(last.pageSize));
+  }
+  return { txid: last.maxTXID, pageSize: last.pageSize, commit: last.commit };
+}
+
+/** The header must match its key and continue the previous file without a gap. */
+function checkChain(ref: LtxFileRef, h: LtxHeader, prev: LtxHeader | undefined): void {
+  const bad = (msg: string) => new IntegrityError(`${ref.key}: ${msg}`);
+  if (h.minTXID !== ref.minTXID || h.maxTXID !== ref.maxTXID) {
+    throw bad(
+      `header holds TXIDs ${txidHex(h.minTXID)}-${txidHex(h.maxTXID)}, the key names ` +
+        `${txidHex(ref.minTXID)}-${txidHex(ref.maxTXID)}`,
+    );
+  }
+  if (!prev) {
+    if (h.minTXID !== 1) {
+      throw bad(`first file starts at TXID ${txidHex(h.minTXID)}, not 1`);
+    }
+    return;
+  }
+  if (h.pageSize !== prev.pageSize) {
+    throw bad(`page size ${h.pageSize} differs from ${prev.pageSize} before it`);
+  }
+  if (h.minTXID > prev.maxTXID + 1 || h.maxTXID <= prev.maxTXID) {
+    throw bad(
+      `TXIDs ${txidHex(h.minTXID)}-${txidHex(h.maxTXID)} do not continue ` +
+        `${txidHex(prev.maxTXID)}`,
+    );
+  }
+}
+
+/** Writes pages, gathering ascending neighbours into one buffer to save system calls. */
+class RunWriter {
+  private readonly buf: Uint8Array;
+  private start = 0; // first pgno in buf
+  private n = 0; // pages in buf
+
+  constructor(private readonly file: Deno.FsFile, private readonly pageSize: number) {
+    this.buf = new Uint8Array(Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize)));
+  }
+
+  async write(pgno: number, data: Uint8Array): Promise<void> {
+    const full = (this.n + 1) * this.pageSize > this.buf.length;
+    if (this.n > 0 && (pgno !== this.start + this.n || full)) await this.flush();
+    if (this.n === 0) this.start = pgno;
+    this.buf.set(data, this.n * this.pageSize);
+    this.n++;
+  }
+
+  async flush(): Promise<void> {
+    if (this.n === 0) return;
+    const len = this.n * this.pageSize;
+    this.n = 0;
+    await this.writeRaw((this.start - 1) * this.pageSize, this.buf.subarray(0, len));
+  }
+
+  async writeRaw(offset: number, bytes: Uint8Array): Promise<void> {
+    await this.file.seek(offset, Deno.SeekMode.Start);
+    let o = 0;
+    while (o < bytes.length) o += await this.file.write(bytes.subarray(o));
+  }
+}
+
+/** A growable bitmap of written page numbers. */
+class PageSet {
+  private bits = new Uint8Array(1024);
+  private max = 0;
+
+  add(pgno: number): void {
+    const i = pgno >>> 3;
+    if (i >= this.bits.length) {
+      const grown = new Uint8Array(Math.max(i + 1, this.bits.length * 2));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    this.bits[i] |= 1 << (pgno & 7);
+    if (pgno > this.max) this.max = pgno;
+  }
+
+  has(pgno: number): boolean {
+    const i = pgno >>> 3;
+    return i < this.bits.length && (this.bits[i] & (1 << (pgno & 7))) !== 0;
+  }
+
+  /** Forget pages above commit: a shrink drops them, and regrowth must rewrite them. */
+  truncate(commit: number): void {
+    if (this.max <= commit) return;
+    for (let p = commit + 1; p <= this.max && (p & 7) !== 0; p++) {
+      this.bits[p >>> 3] &= ~(1 << (p & 7));
+    }
+    const from = (commit + 8) >>> 3; // first byte wholly above commit
+    if (from < this.bits.length) this.bits.fill(0, from, (this.max >>> 3) + 1);
+    this.max = commit;
+  }
+
+  /** The first page in 1..commit, other than the lock page, that was never written. */
+  firstMissing(commit: number, lock: number): number | undefined {
+    for (let p = 1; p <= commit; p++) {
+      if ((p & 7) === 0 && this.bits[p >>> 3] === 0xff && p + 7 <= commit) {
+        p += 7;
+        continue;
+      }
+      if (p !== lock && !this.has(p)) return p;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Run SQLite's check on the temp file; anything but "ok" is an IntegrityError. handle.ts offers
+ * only the full integrity_check, so "quick" runs it too (stricter, slower).
+ */
+function checkIntegrity(path: string, mode: "full" | "quick" | "none"): void {
+  if (mode === "none") return;
+  let rows: string[];
+  try {
+    rows = integrityCheck(path);
+  } catch (e) {
+    // SQLite refusing to open the result (e.g. "file is not a database") is a corrupt restore.
+    if (e instanceof DatabaseError) {
+      throw new IntegrityError(`restored database failed PRAGMA integrity_check: ${e.message}`, {
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  if (rows.length !== 1 || rows[0] !== "ok") {
+    // Rows can hold thousands of lines; the first few say enough.
+    const lines = rows.flatMap((r) => r.split("\n")).filter((l) => !l.startsWith("*** "));
+    const more = lines.length > 3 ? ` (and ${lines.length - 3} more)` : "";
+    throw new IntegrityError(
+      `restored database failed PRAGMA integrity_check: ${lines.slice(0, 3).join("; ")}${more}`,
+    );
+  }
+}
+
+async function removeSidecars(path: string): Promise<void> {
+  for (const s of SIDECARS) await removeQuietly(path + s);
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Make the rename durable: fsync the directory entry. */
+async function fsyncDir(dir: string): Promise<void> {
+  const d = await Deno.open(dir, { read: true });
+  try {
+    await d.sync();
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename itself is still atomic there.
+  } finally {
+    d.close();
+  }
+}
+
+function randomHex(bytes: number): string {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,276 @@
+/** Restore planning: choose the LTX files that rebuild the latest state, a TXID, or a time. */
+
+import { LtxError, RestoreError } from "../errors.ts";
+import { decodeHeader, HEADER_SIZE } from "../ltx/header.ts";
+import { formatTXID as txidHex } from "../ltx/names.ts";
+import { type LayoutKind, levelDir, parseLtxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
+import { readAll, type Storage } from "../storage/port.ts";
+import type { Target } from "./time.ts";
+
+export type { Target } from "./time.ts";
+
+/** One LTX object in the replica. */
+export interface LtxFileRef {
+  level: number;
+  minTXID: number;
+  maxTXID: number;
+  key: string;
+  size: number;
+  /** header timestamp, ms, filled lazily */
+  timestamp?: number;
+}
+
+/** The files to apply, in order, and the state they produce. */
+export interface RestorePlan {
+  files: LtxFileRef[];
+  txid: number;
+  pageSize?: number;
+  /** true when the target time was after the newest file */
+  clampedToLatest: boolean;
+}
+
+const DEFAULT_CONCURRENCY = 16;
+/** Page sizes seen while reading headers for timestamps; lets the plan report one for free. */
+const pageSizes = new WeakMap<LtxFileRef, number>();
+
+/** List every LTX file in levels 0..9, sorted by (level, minTXID, maxTXID); other keys are ignored. */
+export async function listLtxFiles(
+  storage: Storage,
+  kind: LayoutKind,
+  prefix: string,
+): Promise<LtxFileRef[]> {
+  const levels = Array.from({ length: SNAPSHOT_LEVEL + 1 }, (_, i) => i);
+  const perLevel = await Promise.all(levels.map(async (level) => {
+    let dir = levelDir(kind, prefix, level);
+    if (!dir.endsWith("/")) dir += "/";
+    const out: LtxFileRef[] = [];
+    for await (const obj of storage.list(dir)) {
+      const p = parseLtxKey(kind, prefix, obj.key);
+      // A listing of "ltx/1/" could in principle return other levels' keys on odd backends.
+      if (!p || p.level !== level) continue;
+      out.push({
+        level,
+        minTXID: p.minTXID,
+        maxTXID: p.maxTXID,
+        key: obj.key,
+        size: obj.size,
+      });
+    }
+    return out.sort((a, b) => a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
+  }));
+  return perLevel.flat();
+}
+
+/** The file's LTX header timestamp (ms), read with a ranged get of the header and cached on ref. */
+export async function fileTimestamp(storage: Storage, ref: LtxFileRef): Promise<number> {
+  if (ref.timestamp !== undefined) return ref.timestamp;
+  const head = await readAll(await storage.get(ref.key, { offset: 0, length: HEADER_SIZE }));
+  let h;
+  try {
+    h = decodeHeader(head.subarray(0, HEADER_SIZE));
+  } catch (e) {
+    if (e instanceof LtxError) throw new LtxError(e.kind, `${ref.key}: ${e.message}`, { cause: e });
+    throw e;
+  }
+  ref.timestamp = h.timestamp;
+  pageSizes.set(ref, h.pageSize);
+  return h.timestamp;
+}
+
+/** Fill timestamps for refs that lack one, `concurrency` requests at a time. */
+async function fetchTimestamps(
+  storage: Storage,
+  refs: LtxFileRef[],
+  concurrency: number,
+): Promise<void> {
+  const todo = refs.filter((r) => r.timestamp === undefined);
+  for (let i = 0; i < todo.length; i += concurrency) {
+    await Promise.all(todo.slice(i, i + concurrency).map((r) => fileTimestamp(storage, r)));
+  }
+}
+
+/** Litestream's preference: larger max, then smaller min, then higher level, then older. */
+function better(a: LtxFileRef, b: LtxFileRef): number {
+  return b.maxTXID - a.maxTXID || a.minTXID - b.minTXID || b.level - a.level ||
+    (a.timestamp ?? 0) - (b.timestamp ?? 0);
+}
+
+/** Where the replica lives, for messages. */
+function where(storage: Storage, prefix: string): string {
+  const p = prefix.replace(/\/+$/, "");
+  return p === "" ? storage.description : `${storage.description}/${p}`;
+}
+
+/**
+ * Choose the files for `target` (Litestream's CalcRestorePlan, spec §4.1): the newest usable
+ * level-9 snapshot, then greedy extension over levels 8..0. Header timestamps are read only
+ * for time targets and only for files the plan could use.
+ */
+export async function planRestore(
+  storage: Storage,
+  kind: LayoutKind,
+  prefix: string,
+  target: Target,
+  opts: { concurrency?: number } = {},
+): Promise<RestorePlan> {
+  const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
+  const all = await listLtxFiles(storage, kind, prefix);
+  if (all.length === 0) await failNoFiles(storage, prefix);
+
+  const T = target.kind === "time" ? target.ms : undefined;
+  const limit = target.kind === "txid" ? target.txid : Number.POSITIVE_INFINITY;
+  const usable = async (refs: LtxFileRef[]): Promise<LtxFileRef[]> => {
+    if (T === undefined) return refs;
+    await fetchTimestamps(storage, refs, concurrency);
+    return refs.filter((r) => r.timestamp! < T);
+  };
+
+  const levels: LtxFileRef[][] = Array.from({ length: SNAPSHOT_LEVEL + 1 }, () => []);
+  for (const f of all) levels[f.level].push(f);
+
+  // Base: the newest snapshot within the target. Scan newest first, a batch at a time.
+  const snapshots = levels[SNAPSHOT_LEVEL]
+    .filter((f) => f.minTXID === 1 && f.maxTXID <= limit)
+    .sort((a, b) => b.maxTXID - a.maxTXID);
+  let base: LtxFileRef | undefined;
+  for (let i = 0; i < snapshots.length && !base; i += concurrency) {
+    base = (await usable(snapshots.slice(i, i + concurrency)))[0];
+  }
+
+  const files: LtxFileRef[] = base ? [base] : [];
+  let cur = base ? base.maxTXID : 0;
+  // Per-level cursor past files that can never be eligible again (max <= cur).
+  const lo = new Array<number>(SNAPSHOT_LEVEL).fill(0);
+  while (cur < limit) {
+    const cands: LtxFileRef[] = [];
+    for (let level = SNAPSHOT_LEVEL - 1; level >= 0; level--) {
+      const fs = levels[level];
+      while (lo[level] < fs.length && fs[lo[level]].maxTXID <= cur) lo[level]++;
+      for (let i = lo[level]; i < fs.length && fs[i].minTXID <= cur + 1; i++) {
+        if (fs[i].maxTXID > cur && fs[i].maxTXID <= limit) cands.push(fs[i]);
+      }
+    }
+    const ok = await usable(cands);
+    if (ok.length === 0) break;
+    const best = ok.sort(better)[0];
+    files.push(best);
+    cur = best.maxTXID;
+  }
+
+  const gap = await findGap(levels, cur, target, usable);
+  if (gap !== undefined && target.kind !== "txid") {
+    throw new RestoreError(
+      `gap in the backup at ${where(storage, prefix)}: TXIDs ${txidHex(cur + 1)}-${
+        txidHex(gap - 1)
+      } are missing (no LTX file covers them)`,
+    );
+  }
+
+  const plan: RestorePlan = { files, txid: cur, clampedToLatest: false };
+  for (const f of files) plan.pageSize ??= pageSizes.get(f);
+
+  if (target.kind === "latest" && files.length === 0) {
+    throw new RestoreError(
+      `no restorable state at ${
+        where(storage, prefix)
+      }: no snapshot and no file starting at TXID 1`,
+    );
+  }
+  if (target.kind === "txid" && (files.length === 0 || cur !== target.txid)) {
+    throw new RestoreError(txidMessage(storage, prefix, target.txid, cur, gap, all));
+  }
+  if (T !== undefined) {
+    if (files.length === 0) {
+      const seen = all.filter((f) => f.timestamp !== undefined).map((f) => f.timestamp!);
+      throw new RestoreError(
+        `no backup before ${iso(T)} at ${where(storage, prefix)}; oldest is ${iso(min(seen))}`,
+      );
+    }
+    const globalMax = max(all.map((f) => f.maxTXID));
+    if (cur === globalMax) {
+      const newest = all.filter((f) => f.maxTXID === globalMax);
+      await fetchTimestamps(storage, newest, concurrency);
+      plan.clampedToLatest = T > max(newest.map((f) => f.timestamp!));
+    }
+  }
+  return plan;
+}
+
+/**
+ * The first TXID after the gap that stops the plan at `cur`, if a later file exists that the
+ * target wanted: any later file for latest restores, one stamped before T for time targets
+ * (the state at T would lack transactions), one starting at or before the TXID for TXID targets.
+ */
+async function findGap(
+  levels: LtxFileRef[][],
+  cur: number,
+  target: Target,
+  usable: (refs: LtxFileRef[]) => Promise<LtxFileRef[]>,
+): Promise<number | undefined> {
+  let next: LtxFileRef[] = [];
+  for (let level = 0; level < SNAPSHOT_LEVEL; level++) {
+    const f = levels[level].find((f) => f.minTXID > cur + 1);
+    if (f) next.push(f);
+  }
+  if (target.kind === "txid") next = next.filter((f) => f.minTXID <= target.txid);
+  if (target.kind === "time") next = await usable(next);
+  return next.length === 0 ? undefined : min(next.map((f) => f.minTXID));
+}
+
+/** Explain why a TXID cannot be restored, naming the restorable TXIDs around it. */
+function txidMessage(
+  storage: Storage,
+  prefix: string,
+  txid: number,
+  cur: number,
+  gap: number | undefined,
+  all: LtxFileRef[],
+): string {
+  const parts = [`TXID ${txidHex(txid)} cannot be restored from ${where(storage, prefix)}`];
+  if (gap !== undefined) {
+    parts.push(`TXIDs ${txidHex(cur + 1)}-${txidHex(gap - 1)} are missing`);
+  }
+  const latest = max(all.map((f) => f.maxTXID));
+  const above = all.filter((f) => f.maxTXID > txid).map((f) => f.maxTXID);
+  const nearby: string[] = [];
+  if (cur > 0) nearby.push(`${txidHex(cur)} (below)`);
+  if (above.length > 0) nearby.push(`${txidHex(min(above))} (above)`);
+  parts.push(
+    nearby.length > 0
+      ? `nearest restorable: ${nearby.join(", ")}; latest is ${txidHex(latest)}`
+      : `latest is ${txidHex(latest)}`,
+  );
+  return parts.join("; ");
+}
+
+/** Raise the right error for a prefix without LTX files: a v0.3 replica, or nothing at all. */
+async function failNoFiles(storage: Storage, prefix: string): Promise<never> {
+  const p = prefix.replace(/\/+$/, "");
+  const dir = p === "" ? "generations/" : `${p}/generations/`;
+  for await (const obj of storage.list(dir)) {
+    if (/^[0-9a-f]{16}\//.test(obj.key.slice(dir.length))) {
+      throw new RestoreError(
+        `${where(storage, prefix)} is a Litestream v0.3 replica (generations/); ` +
+          "only the v0.5 LTX layout is supported",
+      );
+    }
+  }
+  throw new RestoreError(`no backup found at ${where(storage, prefix)}`);
+}
+
+// Loops, not Math.max(...xs): a spread of 100k+ listed files overflows the call stack.
+function max(xs: number[]): number {
+  let m = -Infinity;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
+
+function min(xs: number[]): number {
+  let m = Infinity;
+  for (const x of xs) if (x < m) m = x;
+  return m;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
