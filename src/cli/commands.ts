@@ -1,0 +1,80 @@
+/** The command table. Implementations are imported lazily so `--help` stays fast and light. */
+import type { CliContext, Command } from "./context.ts";
+
+const BUCKET_HELP =
+  `  -b, --bucket URL        replica location: file:///abs/path, a plain path, or s3://bucket/prefix
+      --endpoint URL      S3-compatible endpoint (env AWS_ENDPOINT_URL_S3)
+      --region NAME       S3 region (env AWS_REGION)`;
+
+export const COMMANDS: Command[] = [
+  {
+    name: "watch",
+    summary: "replicate databases continuously (the main job)",
+    usage: `Usage: walrust watch [DB...] [--bucket URL] [options]
+
+Streams every committed transaction of each database into LTX files in the replica.
+Databases come from the command line or from [[databases]] in walrust.toml (globs allowed).
+
+${BUCKET_HELP}
+      --wal-sync-interval S        batching window in seconds, fractions allowed (default 1)
+      --snapshot-interval S        seconds between full snapshots (default 3600)
+      --checkpoint-interval S      seconds between PASSIVE checkpoints (default 60)
+      --min-checkpoint-pages N     PASSIVE checkpoint once the WAL holds N pages (default 1000)
+      --wal-truncate-threshold N   TRUNCATE checkpoint past N WAL pages (default 121359, 0 = off)
+      --format legacy|block        LTX page encoding (default legacy: readable by every Litestream v0.5)
+      --no-startup-snapshot        do not take a level-9 snapshot at first start
+      --once                       sync everything once, upload, and exit
+      --shutdown-drain S           seconds to keep uploading after SIGINT/SIGTERM (default 10)`,
+    run: async (a: string[], c: CliContext) => (await import("./watch.ts")).runWatch(a, c),
+  },
+  {
+    name: "restore",
+    summary: "rebuild a database from the replica (latest, a TXID, or a moment)",
+    usage:
+      `Usage: walrust restore NAME -o OUT [--bucket URL] [--txid N | --point-in-time T] [--force]
+
+NAME is the database's prefix in the replica (by default its file name, e.g. app.db).
+${BUCKET_HELP}
+  -o, --output OUT        where to write the restored database (must not exist unless --force)
+      --txid N            restore exactly to TXID N (decimal, 0x-hex, or 16 hex digits)
+      --point-in-time T   restore to the state at time T: RFC 3339 (2026-01-02T03:04:05Z) or
+                          relative (-15m, -2h, -1d)
+      --force             replace an existing OUT
+      --dry-run           print the plan and exit
+      --json              print a JSON summary`,
+    run: async (a: string[], c: CliContext) => (await import("./restore.ts")).runRestore(a, c),
+  },
+  {
+    name: "list",
+    summary: "list databases in a replica, or one database's files",
+    usage: `Usage: walrust list [NAME] [--bucket URL] [--json]
+
+Without NAME: every database under the bucket with its latest TXID, snapshot count,
+L0..L3 file counts, oldest and newest restorable time and total bytes.
+With NAME: that database's files per level.
+${BUCKET_HELP}
+      --json              machine-readable output`,
+    run: async (a: string[], c: CliContext) => (await import("./list.ts")).runList(a, c),
+  },
+  {
+    name: "snapshot",
+    summary: "take a level-9 snapshot of a database now",
+    usage: `Usage: walrust snapshot DB [--bucket URL]
+
+Writes a full snapshot of DB to the replica. When a watcher is running on DB, it asks
+that watcher to snapshot and waits for it; otherwise it syncs DB once and snapshots.
+${BUCKET_HELP}
+      --timeout S         seconds to wait for a running watcher (default 120)`,
+    run: async (a: string[], c: CliContext) => (await import("./snapshot.ts")).runSnapshot(a, c),
+  },
+  {
+    name: "ltx",
+    summary: "inspect LTX files: verify, dump, list, apply",
+    usage: `Usage: walrust ltx verify FILE...
+       walrust ltx dump FILE [--json]
+       walrust ltx list FILE... [--json]
+       walrust ltx apply --db OUT FILE... [--force]`,
+    run: async (a: string[], c: CliContext) =>
+      (await import("./ltx.ts")).runLtxCommand(a, { out: c.out, err: c.err, verbose: c.verbose }),
+  },
+];

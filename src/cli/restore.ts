@@ -1,0 +1,79 @@
+/** `walrust restore`: rebuild a database from the replica. */
+import type { CliContext } from "./context.ts";
+import { parseFlags, str } from "./args.ts";
+import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
+import { ConfigError } from "../errors.ts";
+import { databasePrefix } from "../storage/open.ts";
+import { parseTarget } from "../restore/time.ts";
+import { planRestore } from "../restore/plan.ts";
+import { applyPlan } from "../restore/apply.ts";
+import { resolve } from "node:path";
+
+const OPTIONS = {
+  ...REPLICA_OPTIONS,
+  output: { type: "string", short: "o" },
+  txid: { type: "string" },
+  "point-in-time": { type: "string" },
+  timestamp: { type: "string" }, // Litestream's spelling
+  force: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+/** Run `walrust restore NAME -o OUT`. */
+export async function runRestore(args: string[], ctx: CliContext): Promise<number> {
+  const { flags, positionals } = parseFlags("restore", args, OPTIONS);
+  if (positionals.length !== 1) {
+    throw new ConfigError(
+      "restore: expected one database NAME (its prefix in the replica, e.g. app.db)",
+    );
+  }
+  const name = positionals[0];
+  const out = str(flags, "output");
+  if (!out && !flags["dry-run"]) {
+    throw new ConfigError("restore: -o OUT is required (where to write the database)");
+  }
+  const target = parseTarget({
+    txid: str(flags, "txid"),
+    pointInTime: str(flags, "point-in-time") ?? str(flags, "timestamp"),
+  });
+  const replica = await replicaFromFlags("restore", flags, ctx);
+  const prefix = databasePrefix(replica, name);
+  const started = Date.now();
+  const plan = await planRestore(replica.storage, replica.kind, prefix, target);
+  if (flags["dry-run"]) {
+    if (flags.json) ctx.out(JSON.stringify({ txid: plan.txid, files: plan.files }, null, 2));
+    else {
+      ctx.out(`restore plan for ${name}: TXID ${plan.txid}, ${plan.files.length} file(s)`);
+      for (const f of plan.files) ctx.out(`  L${f.level} ${f.key} (${f.size} bytes)`);
+    }
+    return 0;
+  }
+  if (plan.clampedToLatest) {
+    ctx.err(
+      `note: the requested time is after the newest backup; restoring the latest state (TXID ${plan.txid})`,
+    );
+  }
+  const result = await applyPlan(replica.storage, plan, resolve(out!), {
+    force: Boolean(flags.force),
+    integrity: "full",
+  });
+  const ms = Date.now() - started;
+  if (flags.json) {
+    ctx.out(JSON.stringify({
+      db_path: result.outPath,
+      replica: `${replica.url}`,
+      name,
+      txid: result.txid,
+      files: result.files,
+      bytes: result.bytes,
+      duration_ms: ms,
+      integrity_check: "ok",
+    }));
+  } else {
+    ctx.out(
+      `restored ${name} to ${result.outPath} at TXID ${result.txid} (${result.files} file(s), ${result.bytes} bytes, ${ms} ms, integrity ok)`,
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,139 @@
+/** `walrust watch`: replicate databases continuously. */
+import type { CliContext } from "./context.ts";
+import { num, parseFlags, str } from "./args.ts";
+import { ConfigError } from "../errors.ts";
+import { loadConfig } from "../config/load.ts";
+import { DEFAULT_SYNC, resolveSync, type SyncSettings } from "../config/schema.ts";
+import { expandDatabases } from "../config/globs.ts";
+import { databasePrefix, openReplica } from "../storage/open.ts";
+import { type DatabaseSpec, Store } from "../engine/store.ts";
+import { log } from "../observe/log.ts";
+
+const OPTIONS = {
+  bucket: { type: "string", short: "b" },
+  endpoint: { type: "string" },
+  region: { type: "string" },
+  "wal-sync-interval": { type: "string" },
+  "snapshot-interval": { type: "string" },
+  "checkpoint-interval": { type: "string" },
+  "min-checkpoint-pages": { type: "string" },
+  "wal-truncate-threshold": { type: "string" },
+  format: { type: "string" },
+  "no-startup-snapshot": { type: "boolean" },
+  once: { type: "boolean" },
+  "shutdown-drain": { type: "string" },
+} as const;
+
+/** Flags that override [sync] settings; unset flags stay undefined so the file wins. */
+function syncFlags(flags: Record<string, unknown>): Partial<SyncSettings> {
+  const f = flags as Record<string, string | boolean | undefined>;
+  const out: Partial<SyncSettings> = {};
+  const secs = (name: string, min: number) => {
+    const v = num("watch", f, name, { min });
+    return v === undefined ? undefined : Math.round(v * 1000);
+  };
+  const wsi = secs("wal-sync-interval", 0.001);
+  if (wsi !== undefined) out.walSyncIntervalMs = wsi;
+  const si = secs("snapshot-interval", 0);
+  if (si !== undefined) out.snapshotIntervalMs = si;
+  const ci = secs("checkpoint-interval", 0);
+  if (ci !== undefined) out.checkpointIntervalMs = ci;
+  const mcp = num("watch", f, "min-checkpoint-pages", { min: 1, integer: true });
+  if (mcp !== undefined) out.minCheckpointPageCount = mcp;
+  const wtt = num("watch", f, "wal-truncate-threshold", { min: 0, integer: true });
+  if (wtt !== undefined) out.walTruncateThresholdPages = wtt;
+  const fmt = str(f, "format");
+  if (fmt !== undefined) {
+    if (fmt !== "legacy" && fmt !== "block") {
+      throw new ConfigError(`watch: --format expects legacy or block, got "${fmt}"`);
+    }
+    out.format = fmt;
+  }
+  if (f["no-startup-snapshot"]) out.onStartup = false;
+  return out;
+}
+
+/** Run `walrust watch`. */
+export async function runWatch(args: string[], ctx: CliContext): Promise<number> {
+  const { flags, positionals } = parseFlags("watch", args, OPTIONS);
+  const flagSync = syncFlags(flags);
+  const config = await loadConfig(ctx.configPath);
+  if (config.log?.format && !ctx.logFormat) log.format = config.log.format;
+  if (config.log?.level && !ctx.verbose) log.level = config.log.level;
+  const bucket = str(flags, "bucket") ?? config.s3.bucket;
+  if (!bucket) {
+    throw new ConfigError(
+      "watch: no replica given (fix: --bucket file:///path/to/backups or s3://bucket/prefix, or [s3] bucket in walrust.toml)",
+    );
+  }
+  const entries = positionals.length > 0
+    ? positionals.map((path) => ({ path, sync: {} }))
+    : config.databases;
+  if (entries.length === 0) {
+    throw new ConfigError(
+      "watch: no databases given (fix: walrust watch app.db, or [[databases]] in walrust.toml)",
+    );
+  }
+  const dbs = await expandDatabases(entries, {
+    allowEmptyGlobs: config.allowEmptyGlobs,
+    configPath: positionals.length > 0 ? undefined : config.path,
+  });
+  if (dbs.length === 0) {
+    log.warn("no database matched the configured globs; nothing to replicate");
+    return 0;
+  }
+  const replica = await openReplica(bucket, {
+    endpoint: str(flags, "endpoint") ?? config.s3.endpoint,
+    region: str(flags, "region") ?? config.s3.region,
+    forcePathStyle: config.s3.forcePathStyle,
+  });
+  const specs: DatabaseSpec[] = dbs.map((d) => ({
+    dbPath: d.path,
+    prefix: databasePrefix(replica, d.prefix),
+    replica,
+    sync: resolveSync(DEFAULT_SYNC, config.sync, d.sync, flagSync),
+    cacheMaxBytes: config.cache.maxSize,
+  }));
+  const drainFlag = num("watch", flags, "shutdown-drain", { min: 0 });
+  const drainMs = drainFlag !== undefined ? drainFlag * 1000 : config.shutdownDrainMs ?? 10_000;
+  const store = new Store({
+    databases: specs,
+    log,
+    uploadConcurrency: config.uploadConcurrency ?? 4,
+    watch: !flags.once,
+  });
+  await store.start();
+  log.info("watching", { databases: specs.length, replica: replica.url });
+
+  if (flags.once) {
+    await store.syncAll();
+    const drained = await store.stop(Math.max(drainMs, 30_000));
+    return drained ? 0 : 4;
+  }
+
+  let signals = 0;
+  const done = new Promise<number>((resolve) => {
+    const onSignal = async (sig: Deno.Signal) => {
+      signals++;
+      if (signals > 1) {
+        // Local state is crash-safe by construction: exiting now loses nothing already synced.
+        log.warn("second signal; exiting now", { signal: sig });
+        Deno.exit(130);
+      }
+      log.info("shutting down; finishing the current sync and draining uploads", {
+        signal: sig,
+        drain_s: drainMs / 1000,
+      });
+      const drained = await store.stop(drainMs);
+      if (!drained) {
+        log.warn(
+          "uploads still pending at exit; they stay in the local queue and go up on the next start",
+        );
+      }
+      resolve(0);
+    };
+    Deno.addSignalListener("SIGINT", () => onSignal("SIGINT"));
+    Deno.addSignalListener("SIGTERM", () => onSignal("SIGTERM"));
+  });
+  return await done;
+}

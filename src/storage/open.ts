@@ -1,0 +1,44 @@
+/** Open the Storage behind a bucket URL. The S3 backend is imported only when an s3:// URL is used. */
+import type { Storage } from "./port.ts";
+import type { LayoutKind } from "./layout.ts";
+import { parseBucketUrl } from "./url.ts";
+import { FileStorage } from "./file.ts";
+
+/** A replica location: a backend, its key layout, and the base prefix under which databases live. */
+export interface Replica {
+  storage: Storage;
+  kind: LayoutKind;
+  /** Base prefix from the URL ("" for none); a database's prefix is joined below it. */
+  basePrefix: string;
+  /** For messages: the URL as the user gave it, without credentials. */
+  url: string;
+}
+
+/** S3 settings that flags or config may add to an s3:// URL. */
+export interface S3Overrides {
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+}
+
+/** Open a replica from a bucket URL (file:///path, plain path, or s3://bucket/prefix). */
+export async function openReplica(url: string, s3: S3Overrides = {}): Promise<Replica> {
+  const parsed = parseBucketUrl(url);
+  if (parsed.kind === "file") {
+    return { storage: new FileStorage(parsed.root), kind: "file", basePrefix: parsed.prefix, url };
+  }
+  const { openS3Storage } = await import("./s3.ts");
+  const storage = await openS3Storage({
+    bucket: parsed.bucket,
+    endpoint: s3.endpoint ?? parsed.endpoint,
+    region: s3.region ?? parsed.region,
+    forcePathStyle: s3.forcePathStyle ?? parsed.forcePathStyle,
+  });
+  return { storage, kind: "s3", basePrefix: parsed.prefix, url };
+}
+
+/** Join the base prefix and a database's name into the database's key prefix. */
+export function databasePrefix(replica: Replica, name: string): string {
+  const base = replica.basePrefix.replace(/\/+$/, "");
+  return base ? `${base}/${name}` : name;
+}
