@@ -343,7 +343,21 @@ export class Replicator {
     const wal = await this.#openWal();
     const hdr = wal ? await readWalHeader(wal) : undefined;
     if (this.#snapshotReason) return await this.#resnapshotLocked(wal, hdr);
-    if (!wal || !hdr) return false; // no WAL content yet (or emptied by our TRUNCATE)
+    if (!wal || !hdr) {
+      // The WAL is empty or gone. Fine if we never copied from it, or if everything in it was
+      // copied before it was reset; otherwise frames may have been checkpointed away unseen.
+      if (this.#offset === WAL_HEADER_SIZE) return false;
+      if (!this.#restartSafe) {
+        this.#snapshotReason = "WAL was reset with frames walrust may not have copied";
+        return await this.#resnapshotLocked(wal, hdr);
+      }
+      this.#offset = WAL_HEADER_SIZE;
+      this.#salt1 = 0;
+      this.#salt2 = 0;
+      this.#checksum = undefined;
+      this.#walIndex.clear();
+      return false;
+    }
     if (hdr.pageSize !== this.#pageSize) {
       this.#snapshotReason = "page size changed";
       return await this.#resnapshotLocked(wal, hdr);

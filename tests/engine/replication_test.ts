@@ -291,3 +291,58 @@ Deno.test("a database not in WAL mode is exit 3 with the fix; a missing one is e
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const mode of ["PASSIVE", "TRUNCATE"] as const) {
+  Deno.test(`walrust's own ${mode} checkpoints under a concurrent writer keep the WAL bounded and lose nothing`, async () => {
+    const { dir, db, root, bucket } = await setup();
+    // The app must not checkpoint on its own here: we are testing ours.
+    const w = await SqliteWriter.start(db, { autocheckpoint: 0 });
+    const flags = mode === "PASSIVE"
+      ? ["--min-checkpoint-pages", "20"]
+      : ["--min-checkpoint-pages", "100000", "--wal-truncate-threshold", "40"];
+    const watch = new WalrustProcess(watchArgs(db, bucket, flags));
+    try {
+      await w.exec(SCHEMA);
+      await watch.waitFor("replicating");
+      let maxWal = 0;
+      for (let i = 0; i < 400; i++) {
+        await w.exec(`INSERT INTO t (v, n) VALUES (printf('%.500c', 'x'), ${i})`);
+        if (i % 25 === 0) maxWal = Math.max(maxWal, (await Deno.stat(`${db}-wal`)).size);
+      }
+      await waitCaughtUp(db, root, "app.db");
+      // 400 rows of ~500 bytes is ~50 pages of table data, but without checkpoints the WAL
+      // would hold 400+ frames (1.6 MB). Ours keep it far smaller.
+      assert(maxWal < 1_000_000, `WAL grew to ${maxWal} bytes`);
+      assert.deepStrictEqual(
+        await restoreAndDump(bucket, "app.db", `${dir}/r.db`),
+        await dumpContent(db),
+      );
+    } finally {
+      watch.kill("SIGTERM");
+      await watch.wait();
+      await w.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("SIGTERM drains: every committed transaction is in the replica when watch exits 0", async () => {
+  const { dir, db, bucket } = await setup();
+  const w = await SqliteWriter.start(db);
+  const watch = new WalrustProcess(watchArgs(db, bucket, ["--wal-sync-interval", "5"]));
+  try {
+    await w.exec(SCHEMA);
+    await watch.waitFor("replicating");
+    for (let i = 0; i < 20; i++) await w.exec(`INSERT INTO t (v, n) VALUES ('d${i}', ${i})`);
+    // Within the 5 s batching window: only the shutdown sync can have copied these.
+    watch.kill("SIGTERM");
+    assert.deepStrictEqual(await watch.wait(), 0);
+    assert.deepStrictEqual(
+      await restoreAndDump(bucket, "app.db", `${dir}/r.db`),
+      await dumpContent(db),
+    );
+  } finally {
+    await w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
