@@ -63,7 +63,7 @@ export async function replicaFiles(root: string, prefix: string) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
   }
-  return out.sort((a, b) => a.level - b.level || a.minTXID - b.minTXID);
+  return out.sort((a, b) => a.level - b.level || a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
 }
 
 /**
