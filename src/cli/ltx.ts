@@ -107,7 +107,7 @@ function headerJson(h: LtxHeader) {
     commit: h.commit,
     minTXID: formatHex64(h.minTXID),
     maxTXID: formatHex64(h.maxTXID),
-    timestamp: formatHex64(BigInt.asUintN(64, BigInt(h.timestamp))),
+    timestamp: formatHex64(h.timestamp),
     timestampMs: h.timestamp,
     timestampISO: isoTime(h.timestamp),
     preApplyChecksum: formatHex64(h.preApplyChecksum),
