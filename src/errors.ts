@@ -38,7 +38,10 @@ export class StorageError extends WalrustError {
   readonly transient: boolean;
   /** HTTP status or errno-like code when known. */
   readonly status?: number;
-  constructor(message: string, opts: { transient?: boolean; status?: number; cause?: unknown } = {}) {
+  constructor(
+    message: string,
+    opts: { transient?: boolean; status?: number; cause?: unknown } = {},
+  ) {
     super(message, { cause: opts.cause });
     this.transient = opts.transient ?? false;
     this.status = opts.status;
