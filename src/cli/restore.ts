@@ -1,8 +1,9 @@
 /** `walrust restore`: rebuild a database from the replica. */
 import type { CliContext } from "./context.ts";
 import { parseFlags, str } from "./args.ts";
-import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
-import { ConfigError } from "../errors.ts";
+import { REPLICA_OPTIONS, replicaFromFlags, webhookSender } from "./replica_flags.ts";
+import { ConfigError, IntegrityError } from "../errors.ts";
+import { loadConfig } from "../config/load.ts";
 import { databasePrefix } from "../storage/open.ts";
 import { parseTarget } from "../restore/time.ts";
 import { planRestore } from "../restore/plan.ts";
@@ -37,7 +38,29 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
     txid: str(flags, "txid"),
     pointInTime: str(flags, "point-in-time") ?? str(flags, "timestamp"),
   });
-  const replica = await replicaFromFlags("restore", flags, ctx);
+  const config = await loadConfig(ctx.configPath);
+  const hooks = webhookSender(config);
+  try {
+    return await restoreWith(name, out, target, flags, ctx, config, hooks);
+  } catch (e) {
+    const error = e instanceof Error ? e.message : String(e);
+    if (e instanceof IntegrityError) hooks.send("corruption_detected", { database: name, error });
+    hooks.send("restore_failed", { database: name, error });
+    await hooks.flush(5_000);
+    throw e;
+  }
+}
+
+async function restoreWith(
+  name: string,
+  out: string | undefined,
+  target: ReturnType<typeof parseTarget>,
+  flags: Parameters<typeof str>[0],
+  ctx: CliContext,
+  config: Awaited<ReturnType<typeof loadConfig>>,
+  hooks: ReturnType<typeof webhookSender>,
+): Promise<number> {
+  const replica = await replicaFromFlags("restore", flags, ctx, config, hooks);
   const prefix = databasePrefix(replica, name);
   const started = Date.now();
   const plan = await planRestore(replica.storage, replica.kind, prefix, target);

@@ -5,7 +5,8 @@ import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import { DEFAULT_SYNC, resolveSync, type SyncSettings } from "../config/schema.ts";
 import { expandDatabases } from "../config/globs.ts";
-import { databasePrefix, openReplica } from "../storage/open.ts";
+import { databasePrefix } from "../storage/open.ts";
+import { replicaFromFlags, webhookSender } from "./replica_flags.ts";
 import { type DatabaseSpec, Store } from "../engine/store.ts";
 import { log } from "../observe/log.ts";
 
@@ -82,17 +83,15 @@ export async function runWatch(args: string[], ctx: CliContext): Promise<number>
     log.warn("no database matched the configured globs; nothing to replicate");
     return 0;
   }
-  const replica = await openReplica(bucket, {
-    endpoint: str(flags, "endpoint") ?? config.s3.endpoint,
-    region: str(flags, "region") ?? config.s3.region,
-    forcePathStyle: config.s3.forcePathStyle,
-  });
+  const hooks = webhookSender(config);
+  const replica = await replicaFromFlags("watch", flags, ctx, config, hooks);
   const specs: DatabaseSpec[] = dbs.map((d) => ({
     dbPath: d.path,
     prefix: databasePrefix(replica, d.prefix),
     replica,
     sync: resolveSync(DEFAULT_SYNC, config.sync, d.sync, flagSync),
     cacheMaxBytes: config.cache.maxSize,
+    notify: (event, p) => hooks.send(event, p),
   }));
   const drainFlag = num("watch", flags, "shutdown-drain", { min: 0 });
   const drainMs = drainFlag !== undefined ? drainFlag * 1000 : config.shutdownDrainMs ?? 10_000;
@@ -108,6 +107,7 @@ export async function runWatch(args: string[], ctx: CliContext): Promise<number>
   if (flags.once) {
     await store.syncAll();
     const drained = await store.stop(Math.max(drainMs, 30_000));
+    await hooks.flush(5_000);
     return drained ? 0 : 4;
   }
 

@@ -59,6 +59,11 @@ export interface ReplicatorOptions {
   log: Logger;
   /** Upload queue size above which checkpoints stop (SQLite then keeps the frames). */
   cacheMaxBytes?: number;
+  /** Alerts (webhooks): called once per state change, never awaited. */
+  notify?: (
+    event: "upload_failed" | "wal_size_exceeded",
+    p: { database: string; error?: string; attempts?: number; context?: Record<string, unknown> },
+  ) => void;
 }
 
 /** Counters for tests, metrics and benchmarks. */
@@ -115,6 +120,9 @@ export class Replicator {
   #busy: Promise<unknown> = Promise.resolve();
   #uploading: Promise<void> | undefined;
   #uploadFailing = false;
+  #uploadFailures = 0;
+  #queueOverCap = false;
+  #walOverThreshold = false;
   #nextUploadAt = 0;
   #uploadBackoffMs = 0;
   #closed = false;
@@ -593,6 +601,24 @@ export class Replicator {
     const s = this.#o.sync;
     const frames = (this.#offset - WAL_HEADER_SIZE) / walFrameSize(this.#pageSize);
     const now = Date.now();
+    const overThreshold = s.walTruncateThresholdPages > 0 && frames >= s.walTruncateThresholdPages;
+    if (overThreshold !== this.#walOverThreshold) {
+      this.#walOverThreshold = overThreshold;
+      if (overThreshold) {
+        this.#o.log.error(
+          "WAL is past wal_truncate_threshold_pages; forcing a TRUNCATE checkpoint",
+          {
+            db: this.#o.dbPath,
+            frames,
+          },
+        );
+        this.#o.notify?.("wal_size_exceeded", {
+          database: this.#o.prefix,
+          error: `WAL holds ${frames} frames (threshold ${s.walTruncateThresholdPages})`,
+          context: { frames, threshold: s.walTruncateThresholdPages },
+        });
+      }
+    }
     let mode: "PASSIVE" | "TRUNCATE" | undefined;
     if (s.walTruncateThresholdPages > 0 && frames >= s.walTruncateThresholdPages) mode = "TRUNCATE";
     else if (frames >= s.minCheckpointPageCount) mode = "PASSIVE";
@@ -602,13 +628,20 @@ export class Replicator {
     ) mode = "PASSIVE";
     if (mode) {
       const max = this.#o.cacheMaxBytes;
-      if (max !== undefined && (await this.state.queueBytes()) > max) {
-        this.#o.log.warn("upload queue is over [cache] max_size; not checkpointing", {
-          db: this.#o.dbPath,
-        });
-      } else {
-        await this.#checkpointLocked(mode);
+      const over = max !== undefined && this.#queue.length > 0 &&
+        (await this.state.queueBytes()) > max;
+      if (over !== this.#queueOverCap) {
+        this.#queueOverCap = over;
+        if (over) {
+          this.#o.log.error(
+            "upload queue is over [cache] max_size: checkpoints are stopped so SQLite keeps the frames; the WAL will grow until uploads resume",
+            { db: this.#o.dbPath, max_size: max },
+          );
+        } else {this.#o.log.info("upload queue is below [cache] max_size again; checkpointing", {
+            db: this.#o.dbPath,
+          });}
       }
+      if (!over) await this.#checkpointLocked(mode);
     }
     if (
       s.snapshotIntervalMs > 0 && this.#txid > this.#meta.snapshotTXID &&
@@ -704,18 +737,33 @@ export class Replicator {
         this.stats.uploadErrors++;
         this.#uploadBackoffMs = Math.min(Math.max(this.#uploadBackoffMs * 2, 500), 30_000);
         this.#nextUploadAt = Date.now() + this.#uploadBackoffMs;
+        this.#uploadFailures++;
+        const error = e instanceof Error ? e.message : String(e);
         if (!this.#uploadFailing) {
           log.error("upload failed; keeping files locally and retrying", {
             db: this.#o.dbPath,
             key,
-            error: e instanceof Error ? e.message : String(e),
+            error,
+          });
+          this.#o.notify?.("upload_failed", {
+            database: this.#o.prefix,
+            error,
+            attempts: this.#uploadFailures,
+            context: { key, pending: this.#queue.length },
           });
         }
         this.#uploadFailing = true;
         return;
       }
-      if (this.#uploadFailing) log.info("uploads resumed", { db: this.#o.dbPath, key });
+      if (this.#uploadFailing) {
+        log.info("uploads resumed", {
+          db: this.#o.dbPath,
+          key,
+          failed_attempts: this.#uploadFailures,
+        });
+      }
       this.#uploadFailing = false;
+      this.#uploadFailures = 0;
       this.#uploadBackoffMs = 0;
       this.#queue.shift();
       this.stats.uploads++;

@@ -3,6 +3,8 @@ import type { Storage } from "./port.ts";
 import type { LayoutKind } from "./layout.ts";
 import { parseBucketUrl } from "./url.ts";
 import { FileStorage } from "./file.ts";
+import { type ResilienceEvents, ResilientStorage } from "./resilient.ts";
+import type { RetrySettings } from "../config/schema.ts";
 
 /** A replica location: a backend, its key layout, and the base prefix under which databases live. */
 export interface Replica {
@@ -21,8 +23,27 @@ export interface S3Overrides {
   forcePathStyle?: boolean;
 }
 
-/** Open a replica from a bucket URL (file:///path, plain path, or s3://bucket/prefix). */
-export async function openReplica(url: string, s3: S3Overrides = {}): Promise<Replica> {
+/** Retries, circuit breaker and their events, applied to every backend. */
+export interface ResilienceOptions {
+  retry: RetrySettings;
+  events?: ResilienceEvents;
+}
+
+/**
+ * Open a replica from a bucket URL (file:///path, plain path, or s3://bucket/prefix). With
+ * `resilience`, every operation goes through retries and the circuit breaker.
+ */
+export async function openReplica(
+  url: string,
+  s3: S3Overrides = {},
+  resilience?: ResilienceOptions,
+): Promise<Replica> {
+  const r = await openRaw(url, s3);
+  if (!resilience) return r;
+  return { ...r, storage: new ResilientStorage(r.storage, resilience.retry, resilience.events) };
+}
+
+async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
   const parsed = parseBucketUrl(url);
   if (parsed.kind === "file") {
     return { storage: new FileStorage(parsed.root), kind: "file", basePrefix: parsed.prefix, url };
