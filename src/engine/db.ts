@@ -18,7 +18,7 @@ import { HEADER_FLAG_NO_CHECKSUM, lockPgno, type LtxHeader } from "../ltx/header
 import type { SyncSettings } from "../config/schema.ts";
 import { ltxKey, SNAPSHOT_LEVEL, timestampMeta } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
-import { ConfigError, DatabaseError, WalrustError } from "../errors.ts";
+import { ConfigError, DatabaseError, StorageError, WalrustError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { type LocalLtx, LocalState, LtxFileWriter } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
@@ -209,8 +209,18 @@ export class Replicator {
     // writer): continue after its newest TXID with a full re-snapshot, never overwrite history.
     let remoteMax = this.#meta.remoteTXID;
     const probe = ltxKey(replica.kind, prefix, 0, remoteMax + 1, remoteMax + 1);
-    if (localTXID === 0 || (await replica.storage.head(probe)) !== undefined) {
-      remoteMax = await this.#listRemoteMax();
+    try {
+      if (localTXID === 0 || (await replica.storage.head(probe)) !== undefined) {
+        remoteMax = await this.#listRemoteMax();
+      }
+    } catch (e) {
+      // With local state we can start while storage is down: the queue drains when it returns.
+      // Without it we cannot know which TXID to continue from, so refuse (exit 4).
+      if (localTXID === 0 || !(e instanceof StorageError)) throw e;
+      log.warn("replica unreachable at start; continuing from local state", {
+        db: this.#o.dbPath,
+        error: e.message,
+      });
     }
     if (remoteMax > localTXID) {
       if (localTXID > 0) {
@@ -809,14 +819,20 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Stream a local file through ONE reused buffer: each chunk is valid until the next one is
+ * requested. Both backends consume a chunk (write it, or copy it into their part buffer) before
+ * asking for the next, and a fresh allocation per chunk would pile up as garbage while a large
+ * snapshot uploads.
+ */
 async function* streamFile(path: string): AsyncIterable<Uint8Array> {
   const f = await Deno.open(path, { read: true });
   try {
-    const buf = new Uint8Array(1 << 20);
+    const buf = new Uint8Array(256 * 1024);
     for (;;) {
       const n = await f.read(buf);
       if (n === null) break;
-      yield buf.slice(0, n);
+      yield buf.subarray(0, n);
     }
   } finally {
     f.close();

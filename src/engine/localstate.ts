@@ -137,7 +137,7 @@ export class LtxFileWriter {
       enc = new LtxEncoder(header, async (chunk: Uint8Array) => {
         let off = 0;
         while (off < chunk.length) off += await file.write(chunk.subarray(off));
-      }, { format });
+      }, { format, reuseChunks: true });
     } catch (e) {
       file.close();
       await removeIfExists(tmp);

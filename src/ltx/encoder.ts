@@ -15,12 +15,15 @@ import {
   PAGE_HEADER_SIZE,
   TRAILER_SIZE,
 } from "./header.ts";
-import { compressBlock, legacyFrameLength, writeLz4Frame } from "./lz4.ts";
+import { compressBlock, compressBound, legacyFrameLength, writeLz4Frame } from "./lz4.ts";
 import { formatHex64 } from "./names.ts";
 
 /** Page payload encoding: legacy LZ4 frames (read by every Litestream v0.5.x) or LZ4 blocks. */
 export type LtxFormat = "legacy" | "block";
-/** Receives the encoded bytes in order; each chunk is handed over (never reused by us). */
+/**
+ * Receives the encoded bytes in order. Each chunk is handed over (never reused by us), unless
+ * the encoder was made with `reuseChunks`: then a chunk is valid only until the promise resolves.
+ */
 export type ByteSink = (chunk: Uint8Array) => Promise<void>;
 
 const CHUNK = 64 * 1024;
@@ -52,7 +55,14 @@ export class LtxEncoder {
   #done = false;
 
   /** Validates the header (LtxError "header") and buffers it; nothing is written yet. */
-  constructor(header: LtxHeader, sink: ByteSink, opts: { format?: LtxFormat } = {}) {
+  readonly #reuse: boolean;
+
+  constructor(
+    header: LtxHeader,
+    sink: ByteSink,
+    opts: { format?: LtxFormat; reuseChunks?: boolean } = {},
+  ) {
+    this.#reuse = opts.reuseChunks ?? false;
     const hb = encodeHeader(header);
     this.#h = { ...header };
     this.#sink = sink;
@@ -80,6 +90,8 @@ export class LtxEncoder {
       const ph = this.#ph;
       const v = this.#phv;
       v.setUint32(0, pgno);
+      // Room for the worst case first, so the frame is written without another await.
+      await this.#reserve(ph.length + compressBound(data.length) + 32);
       const block = compressBlock(data);
       let frameSize: number;
       if (this.#format === "block") {
@@ -87,7 +99,6 @@ export class LtxEncoder {
         v.setUint32(6, block.length);
         this.#crc.update(ph);
         frameSize = ph.length + block.length;
-        await this.#reserve(frameSize);
         this.#put(ph);
         this.#put(block);
       } else {
@@ -95,7 +106,6 @@ export class LtxEncoder {
         const hdr = ph.subarray(0, PAGE_HEADER_SIZE);
         this.#crc.update(hdr);
         frameSize = hdr.length + legacyFrameLength(data.length, block.length);
-        await this.#reserve(frameSize);
         this.#put(hdr);
         const n = writeLz4Frame(data, block, this.#buf, this.#len);
         this.#len += n;
@@ -254,8 +264,13 @@ export class LtxEncoder {
   async #flush(): Promise<void> {
     if (this.#len === 0) return;
     const chunk = this.#buf.subarray(0, this.#len);
-    this.#buf = new Uint8Array(CHUNK);
     this.#len = 0;
+    if (this.#reuse) {
+      // The sink has consumed the chunk once its promise resolves: keep the buffer.
+      await this.#sink(chunk);
+      return;
+    }
+    this.#buf = new Uint8Array(CHUNK);
     await this.#sink(chunk);
   }
 }

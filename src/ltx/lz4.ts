@@ -100,6 +100,11 @@ export function compressBlock(data: Uint8Array): Uint8Array {
   return compress(data).subarray(4);
 }
 
+/** Worst-case size of an LZ4 block for `n` input bytes. */
+export function compressBound(n: number): number {
+  return n + Math.floor(n / 255) + 16;
+}
+
 /**
  * Decode the raw LZ4 block `src` into `dst` starting at `dstPos`, never writing at or past
  * `dstEnd`. Matches may reach back to `lowLimit` (the block start for independent blocks, 0 for

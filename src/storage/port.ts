@@ -22,7 +22,11 @@ export interface ByteRange {
 export interface Storage {
   /** Human-readable description for messages, e.g. "file:///backups" or "s3://bucket/prefix". */
   readonly description: string;
-  /** Write an object atomically: readers see the old object, the new one, or none; never a part. */
+  /**
+   * Write an object atomically: readers see the old object, the new one, or none; never a part.
+   * An iterable body may reuse its buffer between chunks: consume (or copy) each chunk before
+   * pulling the next.
+   */
   put(
     key: string,
     body: Uint8Array | AsyncIterable<Uint8Array>,

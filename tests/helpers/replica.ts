@@ -72,7 +72,7 @@ export async function replicaFiles(root: string, prefix: string) {
  */
 export async function waitCaughtUp(
   dbPath: string,
-  root: string,
+  root: string | undefined,
   prefix: string,
   timeoutMs = 30_000,
 ) {
@@ -85,8 +85,15 @@ export async function waitCaughtUp(
     if (newest) {
       try {
         const h = await ltxHeader(newest.path);
-        const remote = await replicaFiles(root, prefix);
-        const remoteMax = Math.max(0, ...remote.filter((f) => f.level === 0).map((f) => f.maxTXID));
+        // A file replica is checked directly; otherwise the watcher's record of confirmed uploads.
+        const remoteMax = root !== undefined
+          ? Math.max(
+            0,
+            ...(await replicaFiles(root, prefix)).filter((f) => f.level === 0).map((f) =>
+              f.maxTXID
+            ),
+          )
+          : await confirmedRemoteTXID(dbPath);
         const end = h.walOffset + h.walSize;
         last = `wal=${wal.end} end=${end} local=${h.maxTXID} remote=${remoteMax}`;
         const sameWal = wal.end === 0 || (h.walSalt1 === wal.salt1 && h.walSalt2 === wal.salt2);
@@ -98,6 +105,16 @@ export async function waitCaughtUp(
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`replica did not catch up with ${dbPath} within ${timeoutMs} ms (${last})`);
+}
+
+async function confirmedRemoteTXID(dbPath: string): Promise<number> {
+  try {
+    return Number(
+      JSON.parse(await Deno.readTextFile(`${stateDir(dbPath)}/meta.json`)).remoteTXID,
+    ) || 0;
+  } catch {
+    return 0;
+  }
 }
 
 async function listLocal(dir: string) {
@@ -117,8 +134,9 @@ export async function restoreAndDump(
   name: string,
   out: string,
   extra: string[] = [],
+  env?: Record<string, string>,
 ): Promise<string> {
-  const r = await walrust(["restore", name, "-o", out, "--bucket", bucket, ...extra]);
+  const r = await walrust(["restore", name, "-o", out, "--bucket", bucket, ...extra], { env });
   if (r.code !== 0) throw new Error(`restore failed (${r.code}): ${r.stderr}`);
   const ic = integrityCheck(out);
   if (ic.length !== 1 || ic[0] !== "ok") throw new Error(`integrity_check: ${ic.join("; ")}`);

@@ -2,6 +2,7 @@
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+const V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
 
 /** The result of a finished walrust run. */
 export interface RunResult {
@@ -12,7 +13,8 @@ export interface RunResult {
 
 function command(args: string[], opts: { cwd?: string; env?: Record<string, string> }) {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", "--config", CONFIG, MAIN, ...args],
+    // Launched exactly as `deno task walrust` launches it (see docs/decisions.md: V8 flags).
+    args: ["run", "-A", "--quiet", V8_FLAGS, "--config", CONFIG, MAIN, ...args],
     cwd: opts.cwd,
     env: { NO_COLOR: "1", ...opts.env },
     stdin: "null",
