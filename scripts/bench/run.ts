@@ -1,12 +1,14 @@
 /**
- * All walrust benchmarks: `deno task bench [--only ltx|rss|lag|restore] [--quick]`.
+ * All walrust benchmarks: `deno task bench [--only ltx|rss|lag|restore|requests] [--quick]`.
  * The LTX codec benchmark (scripts/bench/ltx.ts) runs first when that file exists.
  */
 
 import { parseArgs } from "node:util";
 import { benchLag, benchRestore, benchRss } from "./replication.ts";
+import { benchRequests } from "./requests.ts";
+import { s3TestConfig } from "../../tests/helpers/s3env.ts";
 
-const NAMES = ["ltx", "rss", "lag", "restore"] as const;
+const NAMES = ["ltx", "rss", "lag", "restore", "requests"] as const;
 type Name = typeof NAMES[number];
 
 /** Parse the flags; exits with usage on anything unknown. */
@@ -63,4 +65,8 @@ if (want("ltx")) await runLtx();
 if (want("rss")) await benchRss({ quick });
 if (want("lag")) await benchLag({ quick });
 if (want("restore")) await benchRestore({ quick });
+if (want("requests")) {
+  if (s3TestConfig()) await benchRequests({ quick });
+  else console.log("\n## S3 requests: skipped (start scripts/s3-test-server.sh first)");
+}
 console.log(`\nload average at the end: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);

@@ -1,9 +1,10 @@
 /** `walrust watch`: replicate databases continuously. */
 import type { CliContext } from "./context.ts";
-import { num, parseFlags, str } from "./args.ts";
+import { type Flags, num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
-import { DEFAULT_SYNC, resolveSync, type SyncSettings } from "../config/schema.ts";
+import { DEFAULT_SYNC, type FileConfig, resolveSync, type SyncSettings } from "../config/schema.ts";
+import type { WebhookSender } from "../observe/webhooks.ts";
 import { expandDatabases } from "../config/globs.ts";
 import { databasePrefix } from "../storage/open.ts";
 import { replicaFromFlags, webhookSender } from "./replica_flags.ts";
@@ -57,7 +58,7 @@ function syncFlags(flags: Record<string, unknown>): Partial<SyncSettings> {
 /** Run `walrust watch`. */
 export async function runWatch(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseFlags("watch", args, OPTIONS);
-  const flagSync = syncFlags(flags);
+  syncFlags(flags); // validate flags before touching anything
   const config = await loadConfig(ctx.configPath);
   if (config.log?.format && !ctx.logFormat) log.format = config.log.format;
   if (config.log?.level && !ctx.verbose) log.level = config.log.level;
@@ -84,10 +85,28 @@ export async function runWatch(args: string[], ctx: CliContext): Promise<number>
     return 0;
   }
   const hooks = webhookSender(config);
+  try {
+    return await watchWith(flags, ctx, config, dbs, hooks);
+  } catch (e) {
+    // Alerts raised on the way out (auth failure, ...) must still reach their receivers.
+    await hooks.flush(5_000);
+    throw e;
+  }
+}
+
+async function watchWith(
+  flags: Flags,
+  ctx: CliContext,
+  config: FileConfig,
+  dbs: Awaited<ReturnType<typeof expandDatabases>>,
+  hooks: WebhookSender,
+): Promise<number> {
+  const flagSync = syncFlags(flags);
   const replica = await replicaFromFlags("watch", flags, ctx, config, hooks);
   const specs: DatabaseSpec[] = dbs.map((d) => ({
     dbPath: d.path,
     prefix: databasePrefix(replica, d.prefix),
+    name: d.prefix,
     replica,
     sync: resolveSync(DEFAULT_SYNC, config.sync, d.sync, flagSync),
     cacheMaxBytes: config.cache.maxSize,

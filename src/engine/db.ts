@@ -53,6 +53,8 @@ export interface ReplicatorOptions {
   dbPath: string;
   /** Key prefix of this database in the replica. */
   prefix: string;
+  /** The database's name for people (alerts, logs); defaults to the prefix. */
+  name?: string;
   replica: Replica;
   sync: SyncSettings;
   pool: UploadPool;
@@ -130,7 +132,7 @@ export class Replicator {
   private constructor(o: ReplicatorOptions) {
     this.#o = o;
     this.state = new LocalState(o.dbPath);
-    this.name = o.prefix;
+    this.name = o.name ?? o.prefix;
   }
 
   /** Current TXID (the newest local level-0 file). */
@@ -623,7 +625,7 @@ export class Replicator {
           },
         );
         this.#o.notify?.("wal_size_exceeded", {
-          database: this.#o.prefix,
+          database: this.name,
           error: `WAL holds ${frames} frames (threshold ${s.walTruncateThresholdPages})`,
           context: { frames, threshold: s.walTruncateThresholdPages },
         });
@@ -756,7 +758,7 @@ export class Replicator {
             error,
           });
           this.#o.notify?.("upload_failed", {
-            database: this.#o.prefix,
+            database: this.name,
             error,
             attempts: this.#uploadFailures,
             context: { key, pending: this.#queue.length },

@@ -10,6 +10,7 @@ import { restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
 import { requireS3OrSkip, s3Options, type S3TestConfig, uniquePrefix } from "../helpers/s3env.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
+import { startFaultServer } from "../helpers/http_fault_server.ts";
 
 const cfg = await requireS3OrSkip();
 const OUTAGE_S = Number(Deno.env.get("WALRUST_OUTAGE_SECONDS") ?? 60);
@@ -155,6 +156,12 @@ for (const killDuringOutage of [false, true]) {
     async fn() {
       const c = cfg!;
       const { dir, db, bucket, config, cleanup } = await setup(c);
+      const receiver = await startFaultServer();
+      await Deno.writeTextFile(
+        config,
+        `\n[[webhooks]]\nurl = "${receiver.url}/hook"\nevents = ["upload_failed"]\nsecret = "s3cret"\n`,
+        { append: true },
+      );
       const target = new URL(c.endpoint);
       const proxy = TcpProxy.start({ hostname: target.hostname, port: Number(target.port || 80) });
       const w = await SqliteWriter.start(db);
@@ -188,6 +195,22 @@ for (const killDuringOutage of [false, true]) {
         proxy.unblock();
         await watch.waitFor(killDuringOutage ? "replicating" : "uploads resumed", 120_000);
         await waitCaughtUp(db, undefined, "app.db", 120_000);
+        // The outage was reported once to the webhook receiver, signed with the secret.
+        const hooks = receiver.requests.filter((r) => r.path === "/hook");
+        assert.ok(hooks.length >= 1, "an upload_failed webhook arrived");
+        const payload = JSON.parse(new TextDecoder().decode(hooks[0].body));
+        assert.equal(payload.event, "upload_failed");
+        assert.equal(payload.database, "app.db");
+        const key = await crypto.subtle.importKey(
+          "raw",
+          new TextEncoder().encode("s3cret"),
+          { name: "HMAC", hash: "SHA-256" },
+          false,
+          ["sign"],
+        );
+        const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, hooks[0].body));
+        const hex = [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+        assert.equal(hooks[0].headers.get("x-walrust-signature"), `sha256=${hex}`);
         const restored = `${dir}/r.db`;
         assert.equal(
           await restoreAndDump(bucket, "app.db", restored, [], env(c)),
@@ -204,6 +227,7 @@ for (const killDuringOutage of [false, true]) {
         watch.kill("SIGTERM");
         await watch.wait();
         proxy.close();
+        await receiver.close();
         await w.close();
         await cleanup();
       }
@@ -298,6 +322,42 @@ Deno.test({
         client.destroy();
       }
     } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "s3: wrong credentials are exit 4 naming the bucket, never the secret, and fire auth_failure",
+  ignore: !cfg,
+  async fn() {
+    const c = cfg!;
+    const { dir, db, bucket, config, cleanup } = await setup(c);
+    const receiver = await startFaultServer();
+    try {
+      await Deno.writeTextFile(
+        config,
+        `\n[[webhooks]]\nurl = "${receiver.url}/hook"\nevents = ["auth_failure"]\n`,
+        { append: true },
+      );
+      const w = await SqliteWriter.start(db);
+      await w.exec(SCHEMA);
+      await w.kill();
+      const wrong = "definitely-not-the-secret-42";
+      const r = await walrust(watchArgs(config, db, bucket, ["--once"]), {
+        env: { ...env(c), AWS_SECRET_ACCESS_KEY: wrong },
+      });
+      assert.equal(r.code, 4, r.stderr);
+      assert.ok(r.stderr.includes(c.bucket), r.stderr);
+      assert.ok(!r.stderr.includes(wrong), "the secret never appears in output");
+      const hooks = receiver.requests.filter((q) => q.path === "/hook");
+      assert.ok(hooks.length >= 1, "auth_failure webhook delivered");
+      const payload = JSON.parse(new TextDecoder().decode(hooks[0].body));
+      assert.equal(payload.event, "auth_failure");
+      assert.ok(!JSON.stringify(payload).includes(wrong));
+    } finally {
+      await receiver.close();
       await cleanup();
     }
   },
