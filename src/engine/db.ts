@@ -23,7 +23,7 @@ import type { Logger } from "../observe/log.ts";
 import { type LocalLtx, LocalState, LtxFileWriter } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
 import { DbFileReader } from "../sqlite/pagefile.ts";
-import { removeIfExists } from "./fsutil.ts";
+import { removeIfExists } from "../fsutil.ts";
 
 const WAL_HEADER_SIZE = 32;
 /** Files up to this size are uploaded from memory (replayable by retries); larger ones stream. */

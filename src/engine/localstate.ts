@@ -7,7 +7,7 @@
 import { decodeHeader, HEADER_SIZE, type LtxHeader } from "../ltx/header.ts";
 import { formatLtxName, parseLtxName } from "../ltx/names.ts";
 import { LtxEncoder, type LtxFormat } from "../ltx/encoder.ts";
-import { atomicWriteFile, fsyncDir, removeIfExists } from "./fsutil.ts";
+import { atomicWriteFile, fsyncDir, removeIfExists } from "../fsutil.ts";
 import { readAt } from "../sqlite/pagefile.ts";
 import { DatabaseError } from "../errors.ts";
 

@@ -8,6 +8,7 @@ import { formatTXID as txidHex } from "../ltx/names.ts";
 import { integrityCheck } from "../sqlite/handle.ts";
 import type { Storage } from "../storage/port.ts";
 import type { LtxFileRef, RestorePlan } from "./plan.ts";
+import { fsyncDir } from "../fsutil.ts";
 
 /** What a finished restore produced. */
 export interface RestoreResult {
@@ -336,18 +337,6 @@ async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined>
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
-  }
-}
-
-/** Make the rename durable: fsync the directory entry. */
-async function fsyncDir(dir: string): Promise<void> {
-  const d = await Deno.open(dir, { read: true });
-  try {
-    await d.sync();
-  } catch {
-    // Some filesystems refuse fsync on a directory; the rename itself is still atomic there.
-  } finally {
-    d.close();
   }
 }
 
