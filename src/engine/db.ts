@@ -458,6 +458,8 @@ export class Replicator {
     } catch (e) {
       await w.abort();
       throw e;
+    } finally {
+      this.#pages.invalidate();
     }
     this.#txid = txid;
     this.stats.l0Written++;
@@ -571,13 +573,18 @@ export class Replicator {
   ): Promise<void> {
     const lock = lockPgno(this.#pageSize);
     this.#pages.invalidate();
-    for (let pgno = 1; pgno <= commit; pgno++) {
-      if (pgno === lock) continue;
-      const off = index.get(pgno);
-      const data = off !== undefined && wal
-        ? await this.#pages.fromWal(wal, off, pgno)
-        : this.#pages.fromDb(pgno);
-      for (const w of writers) await w.encodePage(pgno, data);
+    this.#pages.beginSequential();
+    try {
+      for (let pgno = 1; pgno <= commit; pgno++) {
+        if (pgno === lock) continue;
+        const off = index.get(pgno);
+        const data = off !== undefined && wal
+          ? await this.#pages.fromWal(wal, off, pgno)
+          : this.#pages.fromDb(pgno);
+        for (const w of writers) await w.encodePage(pgno, data);
+      }
+    } finally {
+      this.#pages.invalidate();
     }
   }
 
