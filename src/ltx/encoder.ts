@@ -27,6 +27,8 @@ export type LtxFormat = "legacy" | "block";
 export type ByteSink = (chunk: Uint8Array) => Promise<void>;
 
 const CHUNK = 64 * 1024;
+const MAX_SPARE_CHUNKS = 8;
+const spareChunks: Uint8Array[] = [];
 
 function hex(v: bigint): string {
   return "0x" + formatHex64(v);
@@ -47,7 +49,7 @@ export class LtxEncoder {
   // Page header plus size prefix, reused: it is copied out before the next page.
   readonly #ph = new Uint8Array(PAGE_HEADER_SIZE + 4);
   readonly #phv = new DataView(this.#ph.buffer);
-  #buf = new Uint8Array(CHUNK);
+  #buf: Uint8Array;
   #len = 0;
   #offset = 0;
   #prev = 0;
@@ -63,6 +65,9 @@ export class LtxEncoder {
     opts: { format?: LtxFormat; reuseChunks?: boolean } = {},
   ) {
     this.#reuse = opts.reuseChunks ?? false;
+    // Encoders that own their chunk share a small pool: one fresh 64 KiB buffer per small file
+    // (every sync of every database) was steady off-heap garbage.
+    this.#buf = (this.#reuse ? spareChunks.pop() : undefined) ?? new Uint8Array(CHUNK);
     const hb = encodeHeader(header);
     this.#h = { ...header };
     this.#sink = sink;
@@ -160,6 +165,9 @@ export class LtxEncoder {
       this.#put(tail);
       await this.#flush();
       this.#done = true;
+      if (this.#reuse && this.#buf.length === CHUNK && spareChunks.length < MAX_SPARE_CHUNKS) {
+        spareChunks.push(this.#buf);
+      }
       return { fileChecksum, size: this.#offset, pageCount: this.#pgnos.length };
     } finally {
       this.#busy = false;
