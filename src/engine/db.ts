@@ -16,37 +16,18 @@ import { SqliteHandle } from "../sqlite/handle.ts";
 import { readWalHeader, scanWal, walFrameSize, type WalHeader } from "../sqlite/wal.ts";
 import { HEADER_FLAG_NO_CHECKSUM, lockPgno, type LtxHeader } from "../ltx/header.ts";
 import type { SyncSettings } from "../config/schema.ts";
-import { ltxKey, SNAPSHOT_LEVEL, timestampMeta } from "../storage/layout.ts";
+import { ltxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
-import { ConfigError, DatabaseError, StorageError, WalrustError } from "../errors.ts";
+import { DatabaseError, StorageError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import { type LocalLtx, LocalState, LtxFileWriter } from "./localstate.ts";
+import { LocalState, LtxFileWriter } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
 import { DbFileReader } from "../sqlite/pagefile.ts";
 import { removeIfExists } from "../fsutil.ts";
+import { UploadPool, UploadQueue } from "./uploader.ts";
+import { acquireLock } from "./lockfile.ts";
 
 const WAL_HEADER_SIZE = 32;
-/** Files up to this size are uploaded from memory (replayable by retries); larger ones stream. */
-const UPLOAD_IN_MEMORY_MAX = 16 * 1024 * 1024;
-
-/** Bounded concurrency shared by every database's uploads. */
-export class UploadPool {
-  #active = 0;
-  #waiters: (() => void)[] = [];
-  constructor(readonly limit: number) {}
-
-  /** Run `fn` when a slot is free. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.#active >= this.limit) await new Promise<void>((r) => this.#waiters.push(r));
-    this.#active++;
-    try {
-      return await fn();
-    } finally {
-      this.#active--;
-      this.#waiters.shift()?.();
-    }
-  }
-}
 
 /** Options for one replicated database. */
 export interface ReplicatorOptions {
@@ -113,20 +94,15 @@ export class Replicator {
   #snapshotReason: string | undefined;
 
   #meta = { remoteTXID: 0, snapshotTXID: 0, snapshotAt: 0 };
-  #queue: LocalLtx[] = [];
+  #uploads!: UploadQueue;
   #lastCheckpointAt = Date.now();
   #syncedSinceCheckpoint = false;
   #lastWalSize = -1;
   #lastWalMtime = 0;
   lastSyncAt = 0;
   #busy: Promise<unknown> = Promise.resolve();
-  #uploading: Promise<void> | undefined;
-  #uploadFailing = false;
-  #uploadFailures = 0;
   #queueOverCap = false;
   #walOverThreshold = false;
-  #nextUploadAt = 0;
-  #uploadBackoffMs = 0;
   #closed = false;
 
   private constructor(o: ReplicatorOptions) {
@@ -145,7 +121,7 @@ export class Replicator {
   }
   /** Number of files waiting for upload. */
   get pendingUploads(): number {
-    return this.#queue.length;
+    return this.#uploads.length;
   }
 
   /** Open the database, check continuity with the local state and the replica, take the read lock. */
@@ -177,6 +153,18 @@ export class Replicator {
     this.#pages = new PageSource(dbPath, this.#db, this.#pageSize);
     await this.state.init();
     this.#meta = await this.state.readMeta();
+    this.#uploads = new UploadQueue({
+      state: this.state,
+      meta: this.#meta,
+      replica: this.#o.replica,
+      prefix: this.#o.prefix,
+      name: this.name,
+      dbPath,
+      pool: this.#o.pool,
+      log: this.#o.log,
+      notify: this.#o.notify,
+      stats: this.stats,
+    });
 
     await this.#loadPosition();
 
@@ -195,7 +183,7 @@ export class Replicator {
       prefix: this.#o.prefix,
       txid: this.#txid,
       remote_txid: this.#meta.remoteTXID,
-      pending: this.#queue.length,
+      pending: this.#uploads.length,
     });
   }
 
@@ -241,14 +229,9 @@ export class Replicator {
       return;
     }
     this.#meta.remoteTXID = Math.min(this.#meta.remoteTXID, localTXID);
-    this.#queue = [
-      ...local.filter((f) => f.maxTXID > this.#meta.remoteTXID),
-      ...snaps,
-    ].sort((a, b) => a.maxTXID - b.maxTXID || a.level - b.level);
-    if (
-      this.#queue.length && this.#queue[0].level === 0 &&
-      this.#queue[0].minTXID > this.#meta.remoteTXID + 1
-    ) {
+    this.#uploads.load([...local.filter((f) => f.maxTXID > this.#meta.remoteTXID), ...snaps]);
+    const first = this.#uploads.first;
+    if (first && first.level === 0 && first.minTXID > this.#meta.remoteTXID + 1) {
       // A queued file is missing: the chain in the replica would have a gap.
       this.#txid = localTXID;
       this.#snapshotReason = "local upload queue has a gap";
@@ -416,7 +399,7 @@ export class Replicator {
     this.stats.syncs++;
     if (wrote) {
       this.#syncedSinceCheckpoint = true;
-      this.kickUpload();
+      this.#uploads.kick();
     }
     return wrote;
   }
@@ -454,7 +437,7 @@ export class Replicator {
         await w.encodePage(pgno, data);
       }
       const size = await w.commit();
-      this.#queue.push({ level: 0, minTXID: txid, maxTXID: txid, path, size });
+      this.#uploads.push({ level: 0, minTXID: txid, maxTXID: txid, path, size });
     } catch (e) {
       await w.abort();
       throw e;
@@ -528,10 +511,10 @@ export class Replicator {
     try {
       await this.#streamAllPages(wal, index, commit, writers);
       const l0Size = await writers[0].commit();
-      this.#queue.push({ level: 0, minTXID: txid, maxTXID: txid, path: l0Path, size: l0Size });
+      this.#uploads.push({ level: 0, minTXID: txid, maxTXID: txid, path: l0Path, size: l0Size });
       if (withSnapshot) {
         const s = await writers[1].commit();
-        this.#queue.push({
+        this.#uploads.push({
           level: SNAPSHOT_LEVEL,
           minTXID: 1,
           maxTXID: txid,
@@ -561,7 +544,7 @@ export class Replicator {
       await this.state.writeMeta(this.#meta);
     }
     this.lastSyncAt = Date.now();
-    this.kickUpload();
+    this.#uploads.kick();
     return true;
   }
 
@@ -601,8 +584,8 @@ export class Replicator {
     try {
       await this.#streamAllPages(wal, this.#walIndex, this.#commit, [w]);
       const size = await w.commit();
-      this.#queue = this.#queue.filter((f) => f.path !== path);
-      this.#queue.push({ level: SNAPSHOT_LEVEL, minTXID: 1, maxTXID: txid, path, size });
+      this.#uploads.remove(path);
+      this.#uploads.push({ level: SNAPSHOT_LEVEL, minTXID: 1, maxTXID: txid, path, size });
     } catch (e) {
       await w.abort();
       throw e;
@@ -612,7 +595,7 @@ export class Replicator {
     this.#meta.snapshotAt = Date.now();
     await this.state.writeMeta(this.#meta);
     this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: this.#commit, reason });
-    this.kickUpload();
+    this.#uploads.kick();
   }
 
   /** Checkpoint, scheduled snapshot and on-demand snapshot requests. */
@@ -647,7 +630,7 @@ export class Replicator {
     ) mode = "PASSIVE";
     if (mode) {
       const max = this.#o.cacheMaxBytes;
-      const over = max !== undefined && this.#queue.length > 0 &&
+      const over = max !== undefined && this.#uploads.length > 0 &&
         (await this.state.queueBytes()) > max;
       if (over !== this.#queueOverCap) {
         this.#queueOverCap = over;
@@ -730,91 +713,14 @@ export class Replicator {
     this.#restartSafe = true;
   }
 
-  /** Start draining the upload queue in the background (no-op if running or backing off). */
+  /** Start uploading queued files in the background (no-op while running or backing off). */
   kickUpload(): void {
-    if (this.#uploading || this.#queue.length === 0) return;
-    if (Date.now() < this.#nextUploadAt) return;
-    this.#uploading = this.#drain().finally(() => (this.#uploading = undefined));
+    this.#uploads.kick();
   }
 
-  /** Upload queued files in order; resolves when the queue is empty or an upload failed. */
-  async #drain(): Promise<void> {
-    const { replica, prefix, pool, log } = this.#o;
-    while (this.#queue.length > 0) {
-      const f = this.#queue[0];
-      const key = ltxKey(replica.kind, prefix, f.level, f.minTXID, f.maxTXID);
-      try {
-        const h = await this.state.readHeader(f.path);
-        const meta = timestampMeta(h.timestamp);
-        await pool.run(async () => {
-          const body = f.size <= UPLOAD_IN_MEMORY_MAX
-            ? await Deno.readFile(f.path)
-            : streamFile(f.path);
-          await replica.storage.put(key, body, meta);
-        });
-      } catch (e) {
-        this.stats.uploadErrors++;
-        this.#uploadBackoffMs = Math.min(Math.max(this.#uploadBackoffMs * 2, 500), 30_000);
-        this.#nextUploadAt = Date.now() + this.#uploadBackoffMs;
-        this.#uploadFailures++;
-        const error = e instanceof Error ? e.message : String(e);
-        if (!this.#uploadFailing) {
-          log.error("upload failed; keeping files locally and retrying", {
-            db: this.#o.dbPath,
-            key,
-            error,
-          });
-          this.#o.notify?.("upload_failed", {
-            database: this.name,
-            error,
-            attempts: this.#uploadFailures,
-            context: { key, pending: this.#queue.length },
-          });
-        }
-        this.#uploadFailing = true;
-        return;
-      }
-      if (this.#uploadFailing) {
-        log.info("uploads resumed", {
-          db: this.#o.dbPath,
-          key,
-          failed_attempts: this.#uploadFailures,
-        });
-      }
-      this.#uploadFailing = false;
-      this.#uploadFailures = 0;
-      this.#uploadBackoffMs = 0;
-      this.#queue.shift();
-      this.stats.uploads++;
-      if (f.level === 0) {
-        this.#meta.remoteTXID = Math.max(this.#meta.remoteTXID, f.maxTXID);
-        await this.state.writeMeta(this.#meta);
-        // Keep the newest level-0 file: it is the position record for the next start.
-        const local = await this.state.list(0);
-        const newest = local.at(-1)?.maxTXID ?? 0;
-        for (const l of local) {
-          if (l.maxTXID <= this.#meta.remoteTXID && l.maxTXID !== newest) {
-            await removeIfExists(l.path);
-          }
-        }
-      } else {
-        await removeIfExists(f.path);
-      }
-    }
-  }
-
-  /** Resolve when the upload queue is empty, or reject when `deadline` passes first. */
-  async drainUploads(deadline: number): Promise<boolean> {
-    while (this.#queue.length > 0) {
-      if (Date.now() >= deadline) return false;
-      this.#nextUploadAt = 0;
-      this.kickUpload();
-      if (this.#uploading) {
-        await Promise.race([this.#uploading, sleep(Math.max(0, deadline - Date.now()))]);
-      }
-      if (this.#queue.length > 0) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
-    }
-    return true;
+  /** Upload what is queued; false if `deadline` passed first. */
+  drainUploads(deadline: number): Promise<boolean> {
+    return this.#uploads.drain(deadline);
   }
 
   /** Stop work: wait for the current operation. The SQLite connections stay open on purpose. */
@@ -824,47 +730,4 @@ export class Replicator {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * Stream a local file through ONE reused buffer: each chunk is valid until the next one is
- * requested. Both backends consume a chunk (write it, or copy it into their part buffer) before
- * asking for the next, and a fresh allocation per chunk would pile up as garbage while a large
- * snapshot uploads.
- */
-async function* streamFile(path: string): AsyncIterable<Uint8Array> {
-  const f = await Deno.open(path, { read: true });
-  try {
-    const buf = new Uint8Array(256 * 1024);
-    for (;;) {
-      const n = await f.read(buf);
-      if (n === null) break;
-      yield buf.subarray(0, n);
-    }
-  } finally {
-    f.close();
-  }
-}
-
-/** Take the single-writer lock beside the database; a second walrust on it fails fast (exit 2). */
-export async function acquireLock(dbPath: string): Promise<Deno.FsFile> {
-  const slash = dbPath.lastIndexOf("/");
-  const path = `${dbPath.slice(0, slash)}/.${dbPath.slice(slash + 1)}-walrust.lock`;
-  const f = await Deno.open(path, { read: true, write: true, create: true });
-  let ok = false;
-  try {
-    ok = await f.tryLock(true);
-  } catch (e) {
-    f.close();
-    throw new WalrustError(`cannot lock ${path}: ${e instanceof Error ? e.message : e}`);
-  }
-  if (!ok) {
-    f.close();
-    throw new ConfigError(
-      `another walrust process is already replicating ${dbPath} (lock ${path} is held); stop it first`,
-    );
-  }
-  return f;
-}
+export { UploadPool };

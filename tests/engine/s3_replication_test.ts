@@ -333,7 +333,7 @@ Deno.test({
   ignore: !cfg,
   async fn() {
     const c = cfg!;
-    const { dir, db, bucket, config, cleanup } = await setup(c);
+    const { db, bucket, config, cleanup } = await setup(c);
     const receiver = await startFaultServer();
     try {
       await Deno.writeTextFile(

@@ -1,0 +1,200 @@
+/**
+ * The upload side of one database: its queue of durable local LTX files, uploaded in TXID order
+ * (a gap in the replica's level-0 chain would stop a restore), with backoff while storage fails,
+ * one log line and one alert per failure episode, and the shared pool that bounds concurrency
+ * across all databases.
+ */
+import type { Logger } from "../observe/log.ts";
+import type { Replica } from "../storage/open.ts";
+import { ltxKey, timestampMeta } from "../storage/layout.ts";
+import { removeIfExists } from "../fsutil.ts";
+import type { LocalLtx, LocalMeta, LocalState } from "./localstate.ts";
+
+/** Files up to this size are uploaded from memory (replayable by retries); larger ones stream. */
+const UPLOAD_IN_MEMORY_MAX = 16 * 1024 * 1024;
+
+/** Bounded concurrency shared by every database's uploads. */
+export class UploadPool {
+  #active = 0;
+  #waiters: (() => void)[] = [];
+  constructor(readonly limit: number) {}
+
+  /** Run `fn` when a slot is free. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#active >= this.limit) await new Promise<void>((r) => this.#waiters.push(r));
+    this.#active++;
+    try {
+      return await fn();
+    } finally {
+      this.#active--;
+      this.#waiters.shift()?.();
+    }
+  }
+}
+
+/** What the queue needs from its database. */
+export interface UploadQueueOptions {
+  state: LocalState;
+  /** Shared with the replicator: the queue advances `remoteTXID` and persists the record. */
+  meta: LocalMeta;
+  replica: Replica;
+  prefix: string;
+  name: string;
+  dbPath: string;
+  pool: UploadPool;
+  log: Logger;
+  notify?: (
+    event: "upload_failed",
+    p: { database: string; error?: string; attempts?: number; context?: Record<string, unknown> },
+  ) => void;
+  stats: { uploads: number; uploadErrors: number };
+}
+
+/** The ordered upload queue of one database. */
+export class UploadQueue {
+  #o: UploadQueueOptions;
+  #files: LocalLtx[] = [];
+  #running: Promise<void> | undefined;
+  #failing = false;
+  #failures = 0;
+  #nextAt = 0;
+  #backoffMs = 0;
+
+  constructor(o: UploadQueueOptions) {
+    this.#o = o;
+  }
+
+  /** Files waiting. */
+  get length(): number {
+    return this.#files.length;
+  }
+
+  /** The next file to upload. */
+  get first(): LocalLtx | undefined {
+    return this.#files[0];
+  }
+
+  /** Replace the queue (at start), ordered by TXID, a level-0 file before a snapshot ending there. */
+  load(files: LocalLtx[]): void {
+    this.#files = [...files].sort((a, b) => a.maxTXID - b.maxTXID || a.level - b.level);
+  }
+
+  /** Queue a durable local file. */
+  push(f: LocalLtx): void {
+    this.#files.push(f);
+  }
+
+  /** Drop a queued file that is being rewritten (a snapshot at the same TXID). */
+  remove(path: string): void {
+    this.#files = this.#files.filter((f) => f.path !== path);
+  }
+
+  /** Start uploading in the background (no-op while running or backing off). */
+  kick(): void {
+    if (this.#running || this.#files.length === 0) return;
+    if (Date.now() < this.#nextAt) return;
+    this.#running = this.#upload().finally(() => (this.#running = undefined));
+  }
+
+  /** Upload until the queue is empty; false if `deadline` passed first. */
+  async drain(deadline: number): Promise<boolean> {
+    while (this.#files.length > 0) {
+      if (Date.now() >= deadline) return false;
+      this.#nextAt = 0;
+      this.kick();
+      if (this.#running) {
+        await Promise.race([this.#running, sleep(Math.max(0, deadline - Date.now()))]);
+      }
+      if (this.#files.length > 0) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
+    }
+    return true;
+  }
+
+  /** Upload queued files in order; returns when the queue is empty or an upload failed. */
+  async #upload(): Promise<void> {
+    const { replica, prefix, pool, log, state, meta } = this.#o;
+    while (this.#files.length > 0) {
+      const f = this.#files[0];
+      const key = ltxKey(replica.kind, prefix, f.level, f.minTXID, f.maxTXID);
+      try {
+        const h = await state.readHeader(f.path);
+        await pool.run(async () => {
+          const body = f.size <= UPLOAD_IN_MEMORY_MAX
+            ? await Deno.readFile(f.path)
+            : streamFile(f.path);
+          await replica.storage.put(key, body, timestampMeta(h.timestamp));
+        });
+      } catch (e) {
+        this.#failed(key, e);
+        return;
+      }
+      if (this.#failing) {
+        log.info("uploads resumed", { db: this.#o.dbPath, key, failed_attempts: this.#failures });
+      }
+      this.#failing = false;
+      this.#failures = 0;
+      this.#backoffMs = 0;
+      this.#files.shift();
+      this.#o.stats.uploads++;
+      if (f.level === 0) {
+        meta.remoteTXID = Math.max(meta.remoteTXID, f.maxTXID);
+        await state.writeMeta(meta);
+        // Keep the newest level-0 file: it is the position record for the next start.
+        const local = await state.list(0);
+        const newest = local.at(-1)?.maxTXID ?? 0;
+        for (const l of local) {
+          if (l.maxTXID <= meta.remoteTXID && l.maxTXID !== newest) await removeIfExists(l.path);
+        }
+      } else {
+        await removeIfExists(f.path);
+      }
+    }
+  }
+
+  /** Back off; log and alert once per failure episode, not per attempt. */
+  #failed(key: string, e: unknown): void {
+    this.#o.stats.uploadErrors++;
+    this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, 500), 30_000);
+    this.#nextAt = Date.now() + this.#backoffMs;
+    this.#failures++;
+    const error = e instanceof Error ? e.message : String(e);
+    if (!this.#failing) {
+      this.#o.log.error("upload failed; keeping files locally and retrying", {
+        db: this.#o.dbPath,
+        key,
+        error,
+      });
+      this.#o.notify?.("upload_failed", {
+        database: this.#o.name,
+        error,
+        attempts: this.#failures,
+        context: { key, pending: this.#files.length },
+      });
+    }
+    this.#failing = true;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Stream a local file through ONE reused buffer: each chunk is valid until the next one is
+ * requested. Both backends consume a chunk (write it, or copy it into their part buffer) before
+ * asking for the next, and a fresh allocation per chunk would pile up as garbage while a large
+ * snapshot uploads.
+ */
+async function* streamFile(path: string): AsyncIterable<Uint8Array> {
+  const f = await Deno.open(path, { read: true });
+  try {
+    const buf = new Uint8Array(256 * 1024);
+    for (;;) {
+      const n = await f.read(buf);
+      if (n === null) break;
+      yield buf.subarray(0, n);
+    }
+  } finally {
+    f.close();
+  }
+}
