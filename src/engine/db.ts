@@ -15,12 +15,14 @@
 import { SqliteHandle } from "../sqlite/handle.ts";
 import { readWalHeader, scanWal, walFrameSize, type WalHeader } from "../sqlite/wal.ts";
 import { HEADER_FLAG_NO_CHECKSUM, lockPgno, type LtxHeader } from "../ltx/header.ts";
+import { DatabaseChecksum } from "../ltx/checksum.ts";
+import { formatHex64 } from "../ltx/names.ts";
 import type { SyncSettings } from "../config/schema.ts";
 import { ltxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
 import { DatabaseError, StorageError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import { LocalState, LtxFileWriter } from "./localstate.ts";
+import { type LocalMeta, LocalState, LtxFileWriter } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
 import { DbFileReader } from "../sqlite/pagefile.ts";
 import { removeIfExists } from "../fsutil.ts";
@@ -92,8 +94,10 @@ export class Replicator {
   /** True when the WAL may be restarted without losing frames (everything was synced under a barrier). */
   #restartSafe = false;
   #snapshotReason: string | undefined;
+  /** The database checksum at #txid (LTX's CRC-64 page checksums XORed), when known. */
+  #dbChecksum: DatabaseChecksum | undefined;
 
-  #meta = { remoteTXID: 0, snapshotTXID: 0, snapshotAt: 0 };
+  #meta: LocalMeta = { remoteTXID: 0, snapshotTXID: 0, snapshotAt: 0 };
   #uploads!: UploadQueue;
   #lastCheckpointAt = Date.now();
   #syncedSinceCheckpoint = false;
@@ -275,6 +279,10 @@ export class Replicator {
     this.#salt2 = hdr.salt2;
     this.#checksum = scan.checksum;
     this.#walIndex = scan.pages;
+    if (this.#meta.checksum && this.#meta.checksumTXID === this.#txid) {
+      this.#dbChecksum = new DatabaseChecksum(this.#pageSize);
+      this.#dbChecksum.xor(BigInt(`0x${this.#meta.checksum}`));
+    }
   }
 
   async #listRemoteMax(): Promise<number> {
@@ -428,16 +436,34 @@ export class Replicator {
     const path = this.state.path(0, txid, txid);
     const w = await LtxFileWriter.create(path, header, this.#o.sync.format);
     this.#pages.invalidate();
+    const sum = this.#dbChecksum;
     try {
       for (const pgno of sorted) {
+        // Keep the database checksum current: take the page's previous version out (XOR is its
+        // own inverse), put the new one in.
+        if (sum && pgno <= this.#commit) sum.add(pgno, await this.#previousPage(wal, pgno));
         const off = changed.get(pgno) ?? this.#walIndex.get(pgno);
         const data = off !== undefined
           ? await this.#pages.fromWal(wal, off, pgno)
           : this.#pages.fromDb(pgno);
+        sum?.add(pgno, data);
         await w.encodePage(pgno, data);
       }
+      // Pages cut off by a shrink leave the database too.
+      if (sum) {
+        for (let p = commit + 1; p <= this.#commit; p++) {
+          if (p !== lock) sum.add(p, await this.#previousPage(wal, p));
+        }
+      }
       const size = await w.commit();
-      this.#uploads.push({ level: 0, minTXID: txid, maxTXID: txid, path, size });
+      this.#uploads.push({
+        level: 0,
+        minTXID: txid,
+        maxTXID: txid,
+        path,
+        size,
+        postApplyChecksum: sum?.value(),
+      });
     } catch (e) {
       await w.abort();
       throw e;
@@ -445,7 +471,20 @@ export class Replicator {
       this.#pages.invalidate();
     }
     this.#txid = txid;
+    this.#recordChecksum();
     this.stats.l0Written++;
+  }
+
+  /** A page as of the current position: its newest copied WAL frame, else the database file. */
+  #previousPage(wal: Deno.FsFile, pgno: number): Promise<Uint8Array> | Uint8Array {
+    const off = this.#walIndex.get(pgno);
+    return off !== undefined ? this.#pages.fromWal(wal, off, pgno) : this.#pages.fromDb(pgno);
+  }
+
+  /** Keep the checksum with its TXID in the meta record (persisted with the next upload). */
+  #recordChecksum(): void {
+    this.#meta.checksum = this.#dbChecksum ? formatHex64(this.#dbChecksum.value()) : undefined;
+    this.#meta.checksumTXID = this.#dbChecksum ? this.#txid : undefined;
   }
 
   #header(
@@ -508,10 +547,19 @@ export class Replicator {
       const sh = this.#header(1, txid, commit, last, end - last, hdr);
       writers.push(await LtxFileWriter.create(snapPath, sh, this.#o.sync.format));
     }
+    let sum: DatabaseChecksum;
     try {
-      await this.#streamAllPages(wal, index, commit, writers);
+      sum = await this.#streamAllPages(wal, index, commit, writers);
+      const postApplyChecksum = sum.value();
       const l0Size = await writers[0].commit();
-      this.#uploads.push({ level: 0, minTXID: txid, maxTXID: txid, path: l0Path, size: l0Size });
+      this.#uploads.push({
+        level: 0,
+        minTXID: txid,
+        maxTXID: txid,
+        path: l0Path,
+        size: l0Size,
+        postApplyChecksum,
+      });
       if (withSnapshot) {
         const s = await writers[1].commit();
         this.#uploads.push({
@@ -520,6 +568,7 @@ export class Replicator {
           maxTXID: txid,
           path: snapPath,
           size: s,
+          postApplyChecksum,
         });
       }
     } catch (e) {
@@ -536,6 +585,8 @@ export class Replicator {
     this.#walIndex = index;
     this.#snapshotReason = undefined;
     this.#restartSafe = false;
+    this.#dbChecksum = sum;
+    this.#recordChecksum();
     this.stats.l0Written++;
     if (withSnapshot) {
       this.stats.snapshotsWritten++;
@@ -553,8 +604,9 @@ export class Replicator {
     index: Map<number, number>,
     commit: number,
     writers: LtxFileWriter[],
-  ): Promise<void> {
+  ): Promise<DatabaseChecksum> {
     const lock = lockPgno(this.#pageSize);
+    const sum = new DatabaseChecksum(this.#pageSize);
     this.#pages.invalidate();
     this.#pages.beginSequential();
     try {
@@ -564,11 +616,13 @@ export class Replicator {
         const data = off !== undefined && wal
           ? await this.#pages.fromWal(wal, off, pgno)
           : this.#pages.fromDb(pgno);
+        sum.add(pgno, data);
         for (const w of writers) await w.encodePage(pgno, data);
       }
     } finally {
       this.#pages.invalidate();
     }
+    return sum;
   }
 
   /** Level-9 snapshot of the current position (no new TXID). */
@@ -582,10 +636,28 @@ export class Replicator {
     const h = this.#header(1, txid, this.#commit, last, this.#offset - last, hdr);
     const w = await LtxFileWriter.create(path, h, this.#o.sync.format);
     try {
-      await this.#streamAllPages(wal, this.#walIndex, this.#commit, [w]);
+      const sum = await this.#streamAllPages(wal, this.#walIndex, this.#commit, [w]);
+      // A full pass checks the incrementally tracked checksum: they must agree.
+      if (this.#dbChecksum && this.#dbChecksum.value() !== sum.value()) {
+        this.#o.log.error("tracked database checksum disagrees with a full read; re-basing", {
+          db: this.#o.dbPath,
+          txid,
+          tracked: formatHex64(this.#dbChecksum.value()),
+          actual: formatHex64(sum.value()),
+        });
+      }
+      this.#dbChecksum = sum;
+      this.#recordChecksum();
       const size = await w.commit();
       this.#uploads.remove(path);
-      this.#uploads.push({ level: SNAPSHOT_LEVEL, minTXID: 1, maxTXID: txid, path, size });
+      this.#uploads.push({
+        level: SNAPSHOT_LEVEL,
+        minTXID: 1,
+        maxTXID: txid,
+        path,
+        size,
+        postApplyChecksum: sum.value(),
+      });
     } catch (e) {
       await w.abort();
       throw e;

@@ -18,6 +18,8 @@ export interface LocalLtx {
   maxTXID: number;
   path: string;
   size: number;
+  /** The database checksum after this file, when known (uploaded as object metadata). */
+  postApplyChecksum?: bigint;
 }
 
 /** Small facts kept across restarts. */
@@ -27,6 +29,9 @@ export interface LocalMeta {
   /** TXID and time (ms) of the newest level-9 snapshot written. */
   snapshotTXID: number;
   snapshotAt: number;
+  /** The database checksum (16 hex) at `checksumTXID`, when tracked. */
+  checksum?: string;
+  checksumTXID?: number;
 }
 
 /** The state directory of one database. */
@@ -91,6 +96,10 @@ export class LocalState {
         remoteTXID: Number(m.remoteTXID) || 0,
         snapshotTXID: Number(m.snapshotTXID) || 0,
         snapshotAt: Number(m.snapshotAt) || 0,
+        checksum: typeof m.checksum === "string" && /^[0-9a-f]{16}$/.test(m.checksum)
+          ? m.checksum
+          : undefined,
+        checksumTXID: Number(m.checksumTXID) || undefined,
       };
     } catch {
       return { remoteTXID: 0, snapshotTXID: 0, snapshotAt: 0 };

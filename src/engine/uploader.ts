@@ -6,7 +6,8 @@
  */
 import type { Logger } from "../observe/log.ts";
 import type { Replica } from "../storage/open.ts";
-import { ltxKey, timestampMeta } from "../storage/layout.ts";
+import { ltxKey, POST_APPLY_CHECKSUM_META, timestampMeta } from "../storage/layout.ts";
+import { formatHex64 } from "../ltx/names.ts";
 import { removeIfExists } from "../fsutil.ts";
 import type { LocalLtx, LocalMeta, LocalState } from "./localstate.ts";
 
@@ -112,7 +113,8 @@ export class UploadQueue {
 
   /** Upload queued files in order; returns when the queue is empty or an upload failed. */
   async #upload(): Promise<void> {
-    const { replica, prefix, pool, log, state, meta } = this.#o;
+    const { replica, prefix, pool, log, state } = this.#o;
+    const record = this.#o.meta;
     while (this.#files.length > 0) {
       const f = this.#files[0];
       const key = ltxKey(replica.kind, prefix, f.level, f.minTXID, f.maxTXID);
@@ -122,7 +124,11 @@ export class UploadQueue {
           const body = f.size <= UPLOAD_IN_MEMORY_MAX
             ? await Deno.readFile(f.path)
             : streamFile(f.path);
-          await replica.storage.put(key, body, timestampMeta(h.timestamp));
+          const meta: Record<string, string> = timestampMeta(h.timestamp);
+          if (f.postApplyChecksum !== undefined) {
+            meta[POST_APPLY_CHECKSUM_META] = formatHex64(f.postApplyChecksum);
+          }
+          await replica.storage.put(key, body, meta);
         });
       } catch (e) {
         this.#failed(key, e);
@@ -137,13 +143,13 @@ export class UploadQueue {
       this.#files.shift();
       this.#o.stats.uploads++;
       if (f.level === 0) {
-        meta.remoteTXID = Math.max(meta.remoteTXID, f.maxTXID);
-        await state.writeMeta(meta);
+        record.remoteTXID = Math.max(record.remoteTXID, f.maxTXID);
+        await state.writeMeta(record);
         // Keep the newest level-0 file: it is the position record for the next start.
         const local = await state.list(0);
         const newest = local.at(-1)?.maxTXID ?? 0;
         for (const l of local) {
-          if (l.maxTXID <= meta.remoteTXID && l.maxTXID !== newest) await removeIfExists(l.path);
+          if (l.maxTXID <= record.remoteTXID && l.maxTXID !== newest) await removeIfExists(l.path);
         }
       } else {
         await removeIfExists(f.path);

@@ -4,7 +4,9 @@ import { dirname } from "node:path";
 import { DatabaseError, IntegrityError, RestoreError } from "../errors.ts";
 import { LtxDecoder } from "../ltx/decoder.ts";
 import { lockPgno, type LtxHeader } from "../ltx/header.ts";
-import { formatTXID as txidHex } from "../ltx/names.ts";
+import { formatHex64, formatTXID as txidHex } from "../ltx/names.ts";
+import { DatabaseChecksum } from "../ltx/checksum.ts";
+import { POST_APPLY_CHECKSUM_META } from "../storage/layout.ts";
 import { integrityCheck } from "../sqlite/handle.ts";
 import type { Storage } from "../storage/port.ts";
 import type { LtxFileRef, RestorePlan } from "./plan.ts";
@@ -53,6 +55,7 @@ export async function applyPlan(
   try {
     file = await Deno.open(tmp, { createNew: true, write: true, read: true });
     const state = await writePages(storage, plan, file, opts.onProgress);
+    await verifyRecordedChecksum(storage, plan, file, state.commit, state.pageSize);
     await file.sync();
     file.close();
     file = undefined;
@@ -343,4 +346,43 @@ async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined>
 function randomHex(bytes: number): string {
   const b = crypto.getRandomValues(new Uint8Array(bytes));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * When walrust wrote the last file of the plan, its metadata records the database checksum
+ * after it (`walrust-post-apply-checksum`): the rebuilt database must have exactly that one.
+ * Files without the record (Litestream's, or written before the checksum was known) are only
+ * checked by their CRCs and `integrity_check`.
+ */
+async function verifyRecordedChecksum(
+  storage: Storage,
+  plan: RestorePlan,
+  file: Deno.FsFile,
+  commit: number,
+  pageSize: number,
+): Promise<void> {
+  const last = plan.files[plan.files.length - 1];
+  const recorded = (await storage.head(last.key))?.meta?.[POST_APPLY_CHECKSUM_META];
+  if (recorded === undefined) return;
+  const sum = new DatabaseChecksum(pageSize);
+  const chunkPages = Math.max(1, Math.floor(RUN_BYTES / pageSize));
+  const buf = new Uint8Array(chunkPages * pageSize);
+  for (let first = 1; first <= commit; first += chunkPages) {
+    const n = Math.min(chunkPages, commit - first + 1);
+    const want = buf.subarray(0, n * pageSize);
+    await file.seek((first - 1) * pageSize, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < want.length) {
+      const r = await file.read(want.subarray(got));
+      if (r === null) break;
+      got += r;
+    }
+    for (let i = 0; i < n; i++) sum.add(first + i, want.subarray(i * pageSize, (i + 1) * pageSize));
+  }
+  const actual = formatHex64(sum.value());
+  if (actual !== recorded) {
+    throw new IntegrityError(
+      `restored database checksum ${actual} does not match ${recorded} recorded with ${last.key}`,
+    );
+  }
 }

@@ -10,6 +10,8 @@ export type LayoutKind = "s3" | "file";
 
 /** Level that holds full snapshots. */
 export const SNAPSHOT_LEVEL = 9;
+/** Object metadata: the database checksum after applying the object (walrust's addition). */
+export const POST_APPLY_CHECKSUM_META = "walrust-post-apply-checksum";
 
 /** Highest level number that appears in keys. */
 const MAX_LEVEL = SNAPSHOT_LEVEL;

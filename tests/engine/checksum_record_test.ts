@@ -1,0 +1,84 @@
+/**
+ * walrust-post-apply-checksum: every object walrust uploads records the database checksum after
+ * it; the engine keeps it current through updates, growth and shrink, and restore proves the
+ * rebuilt database against it.
+ */
+import assert from "node:assert/strict";
+import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
+import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { replicaFiles, restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
+import { FileStorage } from "../../src/storage/file.ts";
+import { POST_APPLY_CHECKSUM_META } from "../../src/storage/layout.ts";
+import { readAll } from "../../src/storage/port.ts";
+import { DatabaseChecksum } from "../../src/ltx/checksum.ts";
+import { formatHex64 } from "../../src/ltx/names.ts";
+
+/** The LTX database checksum of a database file (a restored one: no WAL). */
+async function fileChecksum(path: string, pageSize = 4096): Promise<string> {
+  const data = await Deno.readFile(path);
+  const sum = new DatabaseChecksum(pageSize);
+  for (let p = 1; p * pageSize <= data.length; p++) {
+    sum.add(p, data.subarray((p - 1) * pageSize, p * pageSize));
+  }
+  return formatHex64(sum.value());
+}
+
+Deno.test("every uploaded object records the database checksum after it; restore verifies it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-chk-" });
+  const db = `${dir}/app.db`;
+  const root = `${dir}/replica`;
+  const bucket = `file://${root}`;
+  const w = await SqliteWriter.start(db);
+  const watch = new WalrustProcess([
+    "watch",
+    db,
+    "--bucket",
+    bucket,
+    "--wal-sync-interval",
+    "0.05",
+  ]);
+  try {
+    await w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+    await watch.waitFor("replicating");
+    const storage = new FileStorage(root);
+    const checkLatest = async (label: string) => {
+      await waitCaughtUp(db, root, "app.db");
+      const l0 = (await replicaFiles(root, "app.db")).filter((f) => f.level === 0).at(-1)!;
+      const key = `app.db/ltx/0/${l0.path.slice(l0.path.lastIndexOf("/") + 1)}`;
+      const recorded = (await storage.head(key))?.meta?.[POST_APPLY_CHECKSUM_META];
+      assert.ok(recorded, `${label}: ${key} records the checksum`);
+      const out = `${dir}/${label}.db`;
+      assert.equal(await restoreAndDump(bucket, "app.db", out), await dumpContent(db), label);
+      assert.equal(await fileChecksum(out), recorded, `${label}: the restored database has it`);
+      return key;
+    };
+    for (let i = 0; i < 30; i++) await w.exec(`INSERT INTO t (v) VALUES (randomblob(300))`);
+    await checkLatest("inserts");
+    await w.exec(
+      `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 200)
+       INSERT INTO t (v) SELECT randomblob(2000) FROM c`,
+    );
+    await checkLatest("growth");
+    await w.exec("UPDATE t SET v = randomblob(100) WHERE id % 3 = 0");
+    await checkLatest("updates");
+    await w.exec("DELETE FROM t WHERE id > 40; VACUUM;");
+    const key = await checkLatest("shrink");
+
+    // A record that disagrees with the data: restore refuses (exit 5) and names the object.
+    const body = await readAll(await storage.get(key));
+    const head = await storage.head(key);
+    await storage.put(key, body, {
+      ...head!.meta,
+      [POST_APPLY_CHECKSUM_META]: "8000000000000001",
+    });
+    const r = await walrust(["restore", "app.db", "-o", `${dir}/bad.db`, "--bucket", bucket]);
+    assert.equal(r.code, 5, r.stderr);
+    assert.ok(r.stderr.includes(key), r.stderr);
+    await assert.rejects(Deno.stat(`${dir}/bad.db`), Deno.errors.NotFound);
+  } finally {
+    watch.kill("SIGTERM");
+    await watch.wait();
+    await w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
