@@ -16,7 +16,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { NotFoundError, StorageError } from "../errors.ts";
 import { formatTimestamp, parseTimestampMeta, TIMESTAMP_META_KEY } from "./layout.ts";
-import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { type ByteRange, checkRange, type ObjectInfo, type Storage } from "./port.ts";
 
 const READ_CHUNK = 64 * 1024;
 const STAT_WINDOW = 64;
@@ -513,15 +513,6 @@ async function removeQuietly(path: string): Promise<void> {
   try {
     await Deno.remove(path);
   } catch { /* best effort: cleanupTemp removes leftovers */ }
-}
-
-function checkRange(r: ByteRange): void {
-  if (!Number.isSafeInteger(r.offset) || r.offset < 0) {
-    throw new RangeError(`range offset must be a non-negative integer, got ${r.offset}`);
-  }
-  if (!Number.isSafeInteger(r.length) || r.length < 0) {
-    throw new RangeError(`range length must be a non-negative integer, got ${r.length}`);
-  }
 }
 
 function errorCode(err: unknown): string | undefined {

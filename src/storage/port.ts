@@ -61,3 +61,13 @@ export async function readAll(it: AsyncIterable<Uint8Array>): Promise<Uint8Array
   }
   return out;
 }
+
+/** Reject a malformed range (a caller bug, not a storage failure). */
+export function checkRange(r: ByteRange): void {
+  if (!Number.isSafeInteger(r.offset) || r.offset < 0) {
+    throw new RangeError(`range offset must be a non-negative integer, got ${r.offset}`);
+  }
+  if (!Number.isSafeInteger(r.length) || r.length < 0) {
+    throw new RangeError(`range length must be a non-negative integer, got ${r.length}`);
+  }
+}

@@ -9,7 +9,7 @@
 
 import type * as Sdk from "@aws-sdk/client-s3";
 import { AuthError, ConfigError, NotFoundError, StorageError } from "../errors.ts";
-import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { type ByteRange, checkRange, type ObjectInfo, type Storage } from "./port.ts";
 
 /** Options for openS3Storage. Unset values come from the AWS_* environment and the SDK chain. */
 export interface S3Options {
@@ -671,15 +671,6 @@ function str(v: unknown): string | undefined {
 
 function nonEmpty(v: string | undefined): string | undefined {
   return v === undefined || v.trim() === "" ? undefined : v.trim();
-}
-
-function checkRange(r: ByteRange): void {
-  if (!Number.isSafeInteger(r.offset) || r.offset < 0) {
-    throw new RangeError(`range offset must be a non-negative integer, got ${r.offset}`);
-  }
-  if (!Number.isSafeInteger(r.length) || r.length < 0) {
-    throw new RangeError(`range length must be a non-negative integer, got ${r.length}`);
-  }
 }
 
 function tryURL(s: string): URL | undefined {

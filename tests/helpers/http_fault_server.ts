@@ -10,7 +10,7 @@
  */
 
 import { AuthError, NotFoundError, StorageError } from "../../src/errors.ts";
-import type { ByteRange, ObjectInfo, Storage } from "../../src/storage/port.ts";
+import { type ByteRange, type ObjectInfo, readAll, type Storage } from "../../src/storage/port.ts";
 
 /** How the server answers. "slow" waits `slowMs` (cut short by close()), then acts as "ok". */
 export type FaultMode = "ok" | "500" | "503" | "slow" | "403" | "400" | "429";
@@ -193,7 +193,7 @@ export class HttpStorage implements Storage {
   ): Promise<void> {
     const headers = new Headers();
     for (const [k, v] of Object.entries(meta)) headers.set(META_PREFIX + k, v);
-    const payload = body instanceof Uint8Array ? body : await collect(body);
+    const payload = body instanceof Uint8Array ? body : await readAll(body);
     const res = await this.#request("put", key, `/o/${encodeURIComponent(key)}`, {
       method: "PUT",
       headers,
@@ -289,20 +289,4 @@ export class HttpStorage implements Storage {
     }
     throw new StorageError(msg, { status: s, transient: s >= 500 || s === 408 || s === 429 });
   }
-}
-
-async function collect(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const c of body) {
-    parts.push(c);
-    n += c.length;
-  }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const c of parts) {
-    out.set(c, o);
-    o += c.length;
-  }
-  return out;
 }
