@@ -14,7 +14,12 @@ export function parseFlags(
   options: Options,
 ): { flags: Flags; positionals: string[] } {
   try {
-    const r = parseArgs({ args, options, strict: true, allowPositionals: true });
+    const r = parseArgs({
+      args: joinDashValues(args, options),
+      options,
+      strict: true,
+      allowPositionals: true,
+    });
     return { flags: r.values as Flags, positionals: r.positionals };
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
@@ -47,4 +52,27 @@ export function num(
     throw new ConfigError(`${command}: --${name} expects ${what}${min}, got "${v}"`);
   }
   return n;
+}
+
+/**
+ * `--point-in-time -15m`: parseArgs calls a value starting with "-" ambiguous. For options that
+ * take a value, a following "-<digit>..." is that value (relative times, negative numbers).
+ */
+function joinDashValues(args: string[], options: Options): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type !== "string") continue;
+    takesValue.add(`--${name}`);
+    if (o.short) takesValue.add(`-${o.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const next = args[i + 1];
+    if (takesValue.has(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(a.startsWith("--") ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }

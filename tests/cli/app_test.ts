@@ -105,3 +105,36 @@ Deno.test("the bundled single file replicates and restores with only deno on PAT
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a relative time after a space (--point-in-time -15m) is a value, not a flag", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // An empty replica: parsing must succeed and the restore fail for lack of backups (exit 6).
+    const bucket = `file://${dir}/none`;
+    const r = await walrust([
+      "restore",
+      "x",
+      "-o",
+      `${dir}/o.db`,
+      "-b",
+      bucket,
+      "--point-in-time",
+      "-15m",
+    ]);
+    assert.equal(r.code, 6, r.stderr);
+    assert.doesNotMatch(r.stderr, /ambiguous/);
+    const bad = await walrust([
+      "restore",
+      "x",
+      "-o",
+      `${dir}/o.db`,
+      "-b",
+      bucket,
+      "--point-in-time",
+      "-15q",
+    ]);
+    assert.equal(bad.code, 2, bad.stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
