@@ -84,6 +84,7 @@ export async function runWatch(args: string[], ctx: CliContext): Promise<number>
     log.warn("no database matched the configured globs; nothing to replicate");
     return 0;
   }
+  refuseOrWarnUnimplemented(config);
   const hooks = webhookSender(config);
   try {
     return await watchWith(flags, ctx, config, dbs, hooks);
@@ -155,4 +156,22 @@ async function watchWith(
     Deno.addSignalListener("SIGTERM", () => onSignal("SIGTERM"));
   });
   return await done;
+}
+
+/** Settings this version parses but does not act on: say so rather than ignore them silently. */
+function refuseOrWarnUnimplemented(config: FileConfig): void {
+  if (config.cache.path !== undefined) {
+    throw new ConfigError(
+      "cache.path is not supported yet: local state lives in .<dbfile>-walrust/ beside each database (fix: remove cache.path)",
+    );
+  }
+  const notYet: string[] = [];
+  if (config.metrics.enabled === true || config.metrics.port !== undefined) {
+    notYet.push("[metrics]");
+  }
+  if (Object.keys(config.retention).length > 0) notYet.push("[retention] (no pruning yet)");
+  if (config.sync.l0RetentionMs !== undefined) notYet.push("sync.l0_retention (no compaction yet)");
+  if (notYet.length > 0) {
+    log.warn(`configured but not implemented in this version, no effect: ${notYet.join(", ")}`);
+  }
 }
