@@ -95,15 +95,12 @@ export class SqliteHandle {
           `Fix: sqlite3 ${JSON.stringify(path)} "PRAGMA journal_mode=WAL;"`,
       );
     }
-    // One connection per database: it holds the read lock, and for our own writes (the barrier,
-    // the sequence bump) it swaps the read lock for the write lock, under which nobody can write
-    // and so nobody can restart the WAL. A second connection cost ~90 KB per database.
-    const handle = new SqliteHandle(path, writer, writer);
+    const reader = sqlite(path, "open", () => new DatabaseSync(path, { timeout }));
+    const handle = new SqliteHandle(path, reader, writer);
     live.add(handle);
     sqlite(path, "set wal_autocheckpoint", () => {
       writer.exec("PRAGMA wal_autocheckpoint=0");
-      // Our connection reads one tiny table: a small page cache is plenty.
-      writer.exec("PRAGMA cache_size=-64");
+      reader.exec("PRAGMA wal_autocheckpoint=0");
     });
     return handle;
   }
@@ -124,32 +121,17 @@ export class SqliteHandle {
   /** Create `_litestream_seq` and `_litestream_lock` if missing (Litestream's schema). */
   ensureLitestreamTables(): void {
     this.#noBarrier("create the _litestream tables");
-    this.#outsideReadLock(() =>
-      sqlite(this.path, "create _litestream tables", () =>
-        this.#writer.exec(
-          "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);" +
-            "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
-        ))
-    );
+    sqlite(this.path, "create _litestream tables", () =>
+      this.#writer.exec(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);" +
+          "CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+      ));
   }
 
   /** Commit one row change (seq + 1) so the WAL gets a new frame; does not touch the read lock. */
   bumpSeq(): void {
     this.#noBarrier("bump _litestream_seq");
-    this.#outsideReadLock(() =>
-      sqlite(this.path, "bump _litestream_seq", () => this.#bumpStatement().run())
-    );
-  }
-
-  /** Run a write outside our read transaction (one connection), then re-take the lock. */
-  #outsideReadLock(fn: () => void): void {
-    const held = this.#readLock;
-    this.releaseReadLock();
-    try {
-      fn();
-    } finally {
-      if (held) this.beginReadLock();
-    }
+    sqlite(this.path, "bump _litestream_seq", () => this.#bumpStatement().run());
   }
 
   #bumpStatement(): StatementSync {
@@ -208,8 +190,6 @@ export class SqliteHandle {
    */
   checkpoint(mode: CheckpointMode): CheckpointResult {
     if (!MODES.has(mode)) throw new DatabaseError(`invalid checkpoint mode ${String(mode)}`);
-    // One connection: a checkpoint cannot run inside our own write transaction.
-    this.#noBarrier("checkpoint");
     this.releaseReadLock();
     let result: CheckpointResult | undefined;
     let failure: unknown;
@@ -242,10 +222,6 @@ export class SqliteHandle {
    */
   beginWriteBarrier(): void {
     if (this.#barrier) return;
-    // The connection cannot hold a read transaction and start a write one: give up the read
-    // lock first. The write lock that follows keeps every other writer (and so any WAL
-    // restart) out until the barrier ends.
-    this.releaseReadLock();
     sqlite(this.path, "take write barrier", () => this.#writer.exec("BEGIN IMMEDIATE"));
     this.#barrier = true;
   }
@@ -300,6 +276,7 @@ export class SqliteHandle {
     live.delete(this);
     this.#readLock = false;
     this.#barrier = false;
+    this.#reader.close();
     this.#writer.close();
   }
 }
