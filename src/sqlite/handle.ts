@@ -101,6 +101,9 @@ export class SqliteHandle {
     sqlite(path, "set wal_autocheckpoint", () => {
       writer.exec("PRAGMA wal_autocheckpoint=0");
       reader.exec("PRAGMA wal_autocheckpoint=0");
+      // Our connections read one tiny table: a small page cache is plenty per database.
+      writer.exec("PRAGMA cache_size=-64");
+      reader.exec("PRAGMA cache_size=-64");
     });
     return handle;
   }
