@@ -306,12 +306,16 @@ for (const mode of ["PASSIVE", "TRUNCATE"] as const) {
     try {
       await w.exec(SCHEMA);
       await watch.waitFor("replicating");
-      for (let i = 0; i < 300; i++) {
-        await w.exec(`INSERT INTO t (v, n) VALUES (printf('%.500c', 'x'), ${i})`);
+      // Six batches, each past both thresholds and each caught up before the next, so that
+      // several checkpoint cycles run however fast or slow the machine is.
+      for (let batch = 0; batch < 6; batch++) {
+        for (let i = 0; i < 60; i++) {
+          await w.exec(`INSERT INTO t (v, n) VALUES (printf('%.500c', 'x'), ${batch * 60 + i})`);
+        }
+        await waitCaughtUp(db, root, "app.db", 60_000);
       }
-      await waitCaughtUp(db, root, "app.db");
       const ours = new RegExp(`checkpoint .*mode=${mode}`, "g");
-      // 300 transactions are 300+ frames: without our checkpoints there would be none.
+      // 360 transactions are 360+ frames: without our checkpoints there would be none.
       await watch.waitFor(new RegExp(`(checkpoint .*mode=${mode}[\\s\\S]*){2}`), 90_000);
       assert((watch.stderr.match(ours) ?? []).length >= 2, watch.stderr);
       if (mode === "TRUNCATE") {
