@@ -3,7 +3,7 @@ import type { CliContext } from "./context.ts";
 import { parseFlags } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
 import { ConfigError } from "../errors.ts";
-import type { LayoutKind } from "../storage/layout.ts";
+import { splitLtxKey } from "../storage/layout.ts";
 import { formatTXID } from "../ltx/names.ts";
 
 const OPTIONS = { ...REPLICA_OPTIONS, json: { type: "boolean" } } as const;
@@ -16,21 +16,6 @@ interface FileRow {
   size: number;
   time: Date;
   key: string;
-}
-
-const FILE_RE = /^(?:(.*)\/)?ltx\/(\d)\/([0-9a-f]{16})-([0-9a-f]{16})\.ltx$/;
-const S3_RE = /^(.*)\/([0-9a-f]{4})\/([0-9a-f]{16})-([0-9a-f]{16})\.ltx$/;
-
-/** Split an LTX key into (database prefix, level, TXIDs), or undefined for other keys. */
-export function splitLtxKey(
-  kind: LayoutKind,
-  key: string,
-): Omit<FileRow, "size" | "time" | "key"> | undefined {
-  const m = (kind === "file" ? FILE_RE : S3_RE).exec(key);
-  if (!m) return undefined;
-  const level = kind === "file" ? Number(m[2]) : parseInt(m[2], 16);
-  if (level > 9) return undefined;
-  return { name: m[1] ?? "", level, minTXID: parseInt(m[3], 16), maxTXID: parseInt(m[4], 16) };
 }
 
 /** Run `walrust list [NAME]`. */
@@ -47,9 +32,19 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
   for await (const o of replica.storage.list(scan)) {
     const k = splitLtxKey(replica.kind, o.key);
     if (!k) continue;
-    const name = base && k.name.startsWith(base + "/") ? k.name.slice(base.length + 1) : k.name;
+    const name = base && k.prefix.startsWith(base + "/")
+      ? k.prefix.slice(base.length + 1)
+      : k.prefix;
     if (want !== undefined && name !== want) continue;
-    rows.push({ ...k, name, size: o.size, time: o.lastModified, key: o.key });
+    rows.push({
+      name,
+      level: k.level,
+      minTXID: k.minTXID,
+      maxTXID: k.maxTXID,
+      size: o.size,
+      time: o.lastModified,
+      key: o.key,
+    });
   }
   if (want !== undefined) return printFiles(want, rows, Boolean(flags.json), ctx);
   const byDb = new Map<string, FileRow[]>();

@@ -18,7 +18,7 @@ import { HEADER_FLAG_NO_CHECKSUM, lockPgno, type LtxHeader } from "../ltx/header
 import { DatabaseChecksum } from "../ltx/checksum.ts";
 import { formatHex64 } from "../ltx/names.ts";
 import type { SyncSettings } from "../config/schema.ts";
-import { ltxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
+import { levelDir, ltxKey, parseLtxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
 import { DatabaseError, StorageError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
@@ -233,7 +233,14 @@ export class Replicator {
       return;
     }
     this.#meta.remoteTXID = Math.min(this.#meta.remoteTXID, localTXID);
-    this.#uploads.load([...local.filter((f) => f.maxTXID > this.#meta.remoteTXID), ...snaps]);
+    // Uploaded level-0 files are no longer needed locally, except the newest (the position
+    // record until a newer one is up).
+    const uploaded = local.filter((f) => f.maxTXID <= this.#meta.remoteTXID);
+    for (const f of uploaded.slice(0, -1)) await removeIfExists(f.path);
+    this.#uploads.load(
+      [...local.filter((f) => f.maxTXID > this.#meta.remoteTXID), ...snaps],
+      uploaded.at(-1),
+    );
     const first = this.#uploads.first;
     if (first && first.level === 0 && first.minTXID > this.#meta.remoteTXID + 1) {
       // A queued file is missing: the chain in the replica would have a gap.
@@ -287,7 +294,6 @@ export class Replicator {
 
   async #listRemoteMax(): Promise<number> {
     const { replica, prefix } = this.#o;
-    const { levelDir, parseLtxKey } = await import("../storage/layout.ts");
     let max = 0;
     for await (const o of replica.storage.list(levelDir(replica.kind, prefix, 0))) {
       const k = parseLtxKey(replica.kind, prefix, o.key);
@@ -463,6 +469,7 @@ export class Replicator {
         path,
         size,
         postApplyChecksum: sum?.value(),
+        timestamp: header.timestamp,
       });
     } catch (e) {
       await w.abort();
@@ -542,9 +549,11 @@ export class Replicator {
     const writers = [await LtxFileWriter.create(l0Path, l0Header, this.#o.sync.format)];
     const withSnapshot = txid > 1 || this.#o.sync.onStartup;
     const snapPath = this.state.path(SNAPSHOT_LEVEL, 1, txid);
+    let snapTimestamp: number | undefined;
     if (withSnapshot) {
       const last = Math.max(end - walFrameSize(this.#pageSize), WAL_HEADER_SIZE);
       const sh = this.#header(1, txid, commit, last, end - last, hdr);
+      snapTimestamp = sh.timestamp;
       writers.push(await LtxFileWriter.create(snapPath, sh, this.#o.sync.format));
     }
     let sum: DatabaseChecksum;
@@ -559,6 +568,7 @@ export class Replicator {
         path: l0Path,
         size: l0Size,
         postApplyChecksum,
+        timestamp: l0Header.timestamp,
       });
       if (withSnapshot) {
         const s = await writers[1].commit();
@@ -569,6 +579,7 @@ export class Replicator {
           path: snapPath,
           size: s,
           postApplyChecksum,
+          timestamp: snapTimestamp,
         });
       }
     } catch (e) {
@@ -657,6 +668,7 @@ export class Replicator {
         path,
         size,
         postApplyChecksum: sum.value(),
+        timestamp: h.timestamp,
       });
     } catch (e) {
       await w.abort();

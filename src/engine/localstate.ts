@@ -7,7 +7,7 @@
 import { decodeHeader, HEADER_SIZE, type LtxHeader } from "../ltx/header.ts";
 import { formatLtxName, parseLtxName } from "../ltx/names.ts";
 import { LtxEncoder, type LtxFormat } from "../ltx/encoder.ts";
-import { atomicWriteFile, fsyncDir, removeIfExists } from "../fsutil.ts";
+import { atomicWriteFile, fsyncDir, removeIfExists, writeAll } from "../fsutil.ts";
 import { readAt } from "../sqlite/pagefile.ts";
 import { DatabaseError } from "../errors.ts";
 
@@ -20,6 +20,8 @@ export interface LocalLtx {
   size: number;
   /** The database checksum after this file, when known (uploaded as object metadata). */
   postApplyChecksum?: bigint;
+  /** Its header timestamp (ms), when the writer still knows it; else read from the file. */
+  timestamp?: number;
 }
 
 /** Small facts kept across restarts. */
@@ -143,10 +145,10 @@ export class LtxFileWriter {
     const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
     let enc: LtxEncoder;
     try {
-      enc = new LtxEncoder(header, async (chunk: Uint8Array) => {
-        let off = 0;
-        while (off < chunk.length) off += await file.write(chunk.subarray(off));
-      }, { format, reuseChunks: true });
+      enc = new LtxEncoder(header, (chunk) => writeAll(file, chunk), {
+        format,
+        reuseChunks: true,
+      });
     } catch (e) {
       file.close();
       await removeIfExists(tmp);

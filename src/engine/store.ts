@@ -121,8 +121,8 @@ export class Store {
 
   /** Sync every database once now and wait (used by --once and at shutdown). */
   async syncAll(): Promise<void> {
+    // Replicator.sync queues behind a sync already running: no need to wait for it here.
     await Promise.all(this.replicators.map(async (r) => {
-      while (this.#running.has(r)) await new Promise((res) => setTimeout(res, 10));
       try {
         await r.sync();
       } catch (e) {

@@ -60,6 +60,8 @@ export class UploadQueue {
   #failures = 0;
   #nextAt = 0;
   #backoffMs = 0;
+  /** The last level-0 file uploaded: kept locally as the position record until the next one. */
+  #lastL0: LocalLtx | undefined;
 
   constructor(o: UploadQueueOptions) {
     this.#o = o;
@@ -75,9 +77,13 @@ export class UploadQueue {
     return this.#files[0];
   }
 
-  /** Replace the queue (at start), ordered by TXID, a level-0 file before a snapshot ending there. */
-  load(files: LocalLtx[]): void {
+  /**
+   * Replace the queue (at start), ordered by TXID, a level-0 file before a snapshot ending there.
+   * `uploaded` is the newest level-0 file already in the replica: kept until a newer one is up.
+   */
+  load(files: LocalLtx[], uploaded?: LocalLtx): void {
     this.#files = [...files].sort((a, b) => a.maxTXID - b.maxTXID || a.level - b.level);
+    this.#lastL0 = uploaded;
   }
 
   /** Queue a durable local file. */
@@ -119,12 +125,12 @@ export class UploadQueue {
       const f = this.#files[0];
       const key = ltxKey(replica.kind, prefix, f.level, f.minTXID, f.maxTXID);
       try {
-        const h = await state.readHeader(f.path);
+        const timestamp = f.timestamp ?? (await state.readHeader(f.path)).timestamp;
         await pool.run(async () => {
           const body = f.size <= UPLOAD_IN_MEMORY_MAX
             ? await Deno.readFile(f.path)
             : streamFile(f.path);
-          const meta: Record<string, string> = timestampMeta(h.timestamp);
+          const meta: Record<string, string> = timestampMeta(timestamp);
           if (f.postApplyChecksum !== undefined) {
             meta[POST_APPLY_CHECKSUM_META] = formatHex64(f.postApplyChecksum);
           }
@@ -145,12 +151,10 @@ export class UploadQueue {
       if (f.level === 0) {
         record.remoteTXID = Math.max(record.remoteTXID, f.maxTXID);
         await state.writeMeta(record);
-        // Keep the newest level-0 file: it is the position record for the next start.
-        const local = await state.list(0);
-        const newest = local.at(-1)?.maxTXID ?? 0;
-        for (const l of local) {
-          if (l.maxTXID <= record.remoteTXID && l.maxTXID !== newest) await removeIfExists(l.path);
-        }
+        // The newest level-0 file is the position record for the next start: keep the file
+        // just uploaded, drop the one before it (older than this one, so never the newest).
+        if (this.#lastL0) await removeIfExists(this.#lastL0.path);
+        this.#lastL0 = f;
       } else {
         await removeIfExists(f.path);
       }

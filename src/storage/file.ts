@@ -17,6 +17,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { NotFoundError, StorageError } from "../errors.ts";
 import { formatTimestamp, parseTimestampMeta, TIMESTAMP_META_KEY } from "./layout.ts";
 import { type ByteRange, checkRange, type ObjectInfo, type Storage } from "./port.ts";
+import { writeAll } from "../fsutil.ts";
 
 const READ_CHUNK = 64 * 1024;
 const STAT_WINDOW = 64;
@@ -480,11 +481,6 @@ function tempBirth(name: string): number | undefined {
   if (m === null) return undefined;
   const t = parseInt(m[1], 36);
   return Number.isSafeInteger(t) ? t : undefined;
-}
-
-async function writeAll(f: Deno.FsFile, b: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < b.length) off += await f.write(b.subarray(off));
 }
 
 async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {

@@ -85,6 +85,24 @@ export function parseLtxKey(
 }
 
 /**
+ * Split any LTX key of the given layout into its database prefix and file fields, when the
+ * prefix is not known in advance (listing a whole bucket). Same strictness as parseLtxKey.
+ */
+export function splitLtxKey(
+  kind: LayoutKind,
+  key: string,
+): { prefix: string; level: number; minTXID: number; maxTXID: number } | undefined {
+  const parts = key.split("/");
+  const tail = kind === "s3" ? 2 : 3;
+  if (parts.length < tail || (kind === "file" && parts[parts.length - 3] !== "ltx")) {
+    return undefined;
+  }
+  const prefix = parts.slice(0, parts.length - tail).join("/");
+  const parsed = parseLtxKey(kind, prefix, key);
+  return parsed && { prefix, ...parsed };
+}
+
+/**
  * `{"litestream-timestamp": ...}` for a Unix time in ms, formatted like Go's RFC3339Nano in UTC:
  * trailing zero fractions dropped ("2023-11-14T22:13:20Z", "2023-11-14T22:13:20.12Z").
  */

@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { walrust } from "../helpers/walrust.ts";
 import { integrityCheck } from "../../src/sqlite/handle.ts";
+import { copyTree, VECTORS } from "../helpers/vectors.ts";
 
-const VECTORS = new URL("../fixtures/vectors/litestream-replica/", import.meta.url).pathname;
+const SET = `${VECTORS}/litestream-replica/`;
 
 interface TimestampRestore {
   name: string;
@@ -24,14 +25,12 @@ async function sha256(path: string): Promise<string> {
 /** Copy the replica without modification times, as a git checkout does. */
 async function copyReplica(): Promise<{ dir: string; bucket: string }> {
   const dir = await Deno.makeTempDir({ prefix: "walrust-compat-" });
-  const cp = await new Deno.Command("cp", { args: ["-r", `${VECTORS}replica`, `${dir}/ls`] })
-    .output();
-  assert.ok(cp.success);
+  await copyTree(`${SET}replica`, `${dir}/ls`);
   return { dir, bucket: `file://${dir}` };
 }
 
 Deno.test("walrust restore reproduces Litestream's replica byte for byte: latest and every recorded moment", async () => {
-  const manifest = JSON.parse(await Deno.readTextFile(`${VECTORS}manifest.json`));
+  const manifest = JSON.parse(await Deno.readTextFile(`${SET}manifest.json`));
   const { dir, bucket } = await copyReplica();
   try {
     const latest = await walrust(["restore", "ls", "-o", `${dir}/latest.db`, "--bucket", bucket]);
@@ -79,7 +78,7 @@ Deno.test("walrust restore reproduces Litestream's replica byte for byte: latest
 });
 
 Deno.test("walrust list reads Litestream's replica: TXID, snapshots and level counts", async () => {
-  const manifest = JSON.parse(await Deno.readTextFile(`${VECTORS}manifest.json`));
+  const manifest = JSON.parse(await Deno.readTextFile(`${SET}manifest.json`));
   const { dir, bucket } = await copyReplica();
   try {
     const r = await walrust(["list", "--bucket", bucket, "--json"]);

@@ -4,7 +4,6 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { fileURLToPath } from "node:url";
 import { IntegrityError, RestoreError } from "../../src/errors.ts";
 import { LtxEncoder } from "../../src/ltx/encoder.ts";
 import { HEADER_FLAG_NO_CHECKSUM } from "../../src/ltx/header.ts";
@@ -14,20 +13,9 @@ import type { Target } from "../../src/restore/time.ts";
 import { formatTXID as txidHex } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import type { Storage } from "../../src/storage/port.ts";
+import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
 
-// ---- vectors: prefer the copy in tests/fixtures, fall back to the shared set ----
-
-function vectorsDir(): string {
-  const local = fileURLToPath(new URL("../fixtures/vectors", import.meta.url));
-  try {
-    Deno.statSync(join(local, "litestream-replica", "manifest.json"));
-    return local;
-  } catch {
-    return "/work/shared/vectors";
-  }
-}
-
-const SET = join(vectorsDir(), "litestream-replica");
+const SET = join(VECTORS, "litestream-replica");
 const REPLICA = join(SET, "replica");
 
 interface Expected {
@@ -57,20 +45,6 @@ const NEWEST_MS = Math.max(
 // ---- helpers ----
 
 /** Await a rejection of class `cls` (whose message includes `part`, if given) and return it. */
-async function rejects<E extends Error>(
-  fn: () => Promise<unknown>,
-  cls: abstract new (...args: never) => E,
-  part?: string,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e}`);
-    if (part !== undefined) assert.ok(e.message.includes(part), e.message);
-    return e;
-  }
-  throw new assert.AssertionError({ message: `expected ${cls.name}, nothing was thrown` });
-}
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash("sha256");
@@ -131,14 +105,6 @@ async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
     await fn(dir);
   } finally {
     await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const e of Deno.readDir(from)) {
-    if (e.isDirectory) await copyTree(join(from, e.name), join(to, e.name));
-    else await Deno.copyFile(join(from, e.name), join(to, e.name));
   }
 }
 

@@ -2,7 +2,6 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { RestoreError } from "../../src/errors.ts";
 import {
   listLtxFiles,
@@ -13,36 +12,11 @@ import {
 import { formatTXID as txidHex } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import type { ByteRange, ObjectInfo, Storage } from "../../src/storage/port.ts";
+import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
 
 /** Await a rejection of class `cls` (whose message includes `part`, if given) and return it. */
-async function rejects<E extends Error>(
-  fn: () => Promise<unknown>,
-  cls: abstract new (...args: never) => E,
-  part?: string,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e}`);
-    if (part !== undefined) assert.ok(e.message.includes(part), e.message);
-    return e;
-  }
-  throw new assert.AssertionError({ message: `expected ${cls.name}, nothing was thrown` });
-}
 
-// ---- vectors: prefer the copy in tests/fixtures, fall back to the shared set ----
-
-function vectorsDir(): string {
-  const local = fileURLToPath(new URL("../fixtures/vectors", import.meta.url));
-  try {
-    Deno.statSync(join(local, "litestream-replica", "manifest.json"));
-    return local;
-  } catch {
-    return "/work/shared/vectors";
-  }
-}
-
-const SET = join(vectorsDir(), "litestream-replica");
+const SET = join(VECTORS, "litestream-replica");
 const REPLICA = join(SET, "replica");
 
 interface PlanStep {
@@ -103,14 +77,6 @@ function steps(plan: RestorePlan): PlanStep[] {
       file: `${txidHex(f.minTXID)}-${txidHex(f.maxTXID)}.ltx`,
     }
   );
-}
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const e of Deno.readDir(from)) {
-    if (e.isDirectory) await copyTree(join(from, e.name), join(to, e.name));
-    else await Deno.copyFile(join(from, e.name), join(to, e.name));
-  }
 }
 
 /** Run `fn` with a writable copy of the replica, removed afterwards. */

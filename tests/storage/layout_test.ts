@@ -272,3 +272,29 @@ Deno.test("url: malformed buckets are ConfigErrors naming the value", () => {
     });
   }
 });
+
+Deno.test("layout: splitLtxKey finds the database prefix of any LTX key", async () => {
+  const { splitLtxKey } = await import("../../src/storage/layout.ts");
+  assert.deepStrictEqual(
+    splitLtxKey("file", "base/app.db/ltx/9/0000000000000001-000000000000000a.ltx"),
+    {
+      prefix: "base/app.db",
+      level: 9,
+      minTXID: 1,
+      maxTXID: 10,
+    },
+  );
+  assert.deepStrictEqual(
+    splitLtxKey("file", "ltx/0/0000000000000002-0000000000000002.ltx")?.prefix,
+    "",
+  );
+  assert.deepStrictEqual(splitLtxKey("s3", "app.db/0001/0000000000000001-0000000000000003.ltx"), {
+    prefix: "app.db",
+    level: 1,
+    minTXID: 1,
+    maxTXID: 3,
+  });
+  assert.equal(splitLtxKey("s3", "app.db/0000/0000000000000001-0000000000000001.LTX"), undefined);
+  assert.equal(splitLtxKey("file", "app.db/lt/0/0000000000000001-0000000000000001.ltx"), undefined);
+  assert.equal(splitLtxKey("file", "app.db/ltx/0/manifest.json"), undefined);
+});

@@ -1,0 +1,31 @@
+/** Shared test helpers: the golden vectors' location, a typed-rejection assertion, tree copies. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+
+/** The golden vectors, copied into the repo from ../shared/vectors. */
+export const VECTORS = new URL("../fixtures/vectors", import.meta.url).pathname;
+
+/** Await a rejection of class `cls` (whose message includes `part`, if given) and return it. */
+export async function rejects<E extends Error>(
+  fn: () => Promise<unknown>,
+  cls: abstract new (...args: never) => E,
+  part?: string,
+): Promise<E> {
+  try {
+    await fn();
+  } catch (e) {
+    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e}`);
+    if (part !== undefined) assert.ok(e.message.includes(part), e.message);
+    return e;
+  }
+  throw new assert.AssertionError({ message: `expected ${cls.name}, nothing was thrown` });
+}
+
+/** Copy a directory tree (files get new modification times, as a git checkout does). */
+export async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    if (e.isDirectory) await copyTree(join(from, e.name), join(to, e.name));
+    else await Deno.copyFile(join(from, e.name), join(to, e.name));
+  }
+}
