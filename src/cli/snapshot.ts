@@ -8,6 +8,8 @@ import { DEFAULT_SYNC, resolveSync } from "../config/schema.ts";
 import { databasePrefix } from "../storage/open.ts";
 import { Replicator, UploadPool } from "../engine/db.ts";
 import { LocalState } from "../engine/localstate.ts";
+import { readWatcherInfo, requestSnapshot } from "../engine/requests.ts";
+import { isWatched } from "../sqlite/watchlock.ts";
 import { log } from "../observe/log.ts";
 import { resolve } from "node:path";
 
@@ -24,7 +26,10 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
   const dbPath = resolve(positionals[0]);
   const timeoutMs = (num("snapshot", flags, "timeout", { min: 1 }) ?? 120) * 1000;
   const config = await loadConfig(ctx.configPath);
-  const replica = await replicaFromFlags("snapshot", flags, ctx);
+  if (isWatched(dbPath)) {
+    return await viaWatcher(dbPath, str(flags, "bucket") ?? config.s3.bucket, timeoutMs, ctx);
+  }
+  const replica = await replicaFromFlags("snapshot", flags, ctx, config);
   const name = str(flags, "prefix") ?? dbPath.slice(dbPath.lastIndexOf("/") + 1);
   let r: Replicator;
   try {
@@ -37,10 +42,13 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
       log,
     });
   } catch (e) {
-    if (e instanceof ConfigError) return await viaWatcher(dbPath, timeoutMs, ctx);
+    // A watcher started between the check and the open.
+    if (e instanceof ConfigError && isWatched(dbPath)) {
+      return await viaWatcher(dbPath, str(flags, "bucket"), timeoutMs, ctx);
+    }
     throw e;
   }
-  const txid = await r.snapshot("requested");
+  const { txid } = await r.snapshot("requested");
   if (!(await r.drainUploads(Date.now() + timeoutMs))) {
     throw new WalrustError(
       `snapshot: uploads did not finish within ${timeoutMs / 1000}s; they stay queued locally`,
@@ -50,21 +58,43 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
   return 0;
 }
 
-/** A watcher holds the database: leave it a request file and wait until it is handled. */
-async function viaWatcher(dbPath: string, timeoutMs: number, ctx: CliContext): Promise<number> {
+/**
+ * A watcher holds the database: ask it (through its state directory) and wait until the
+ * snapshot is uploaded. A different replica than the watcher's is refused, not silently ignored.
+ */
+async function viaWatcher(
+  dbPath: string,
+  bucket: string | undefined,
+  timeoutMs: number,
+  ctx: CliContext,
+): Promise<number> {
   const state = new LocalState(dbPath);
-  await Deno.writeTextFile(state.snapshotRequestPath, String(Date.now()));
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      await Deno.stat(state.snapshotRequestPath);
-    } catch {
-      ctx.out(`snapshot of ${dbPath} taken by the running watcher`);
-      return 0;
-    }
-    await new Promise((r) => setTimeout(r, 200));
+  const info = await readWatcherInfo(state);
+  if (bucket !== undefined && info && !sameReplica(bucket, info.replica)) {
+    throw new ConfigError(
+      `snapshot: ${dbPath} is replicated by a running watcher (pid ${info.pid}) to ` +
+        `${info.replica}, not ${bucket}; run snapshot without --bucket to snapshot there, or stop ` +
+        "the watcher first",
+    );
   }
-  throw new WalrustError(
-    `snapshot: the running watcher did not take the snapshot within ${timeoutMs / 1000}s`,
-  );
+  const answer = await requestSnapshot(state, timeoutMs);
+  if (!answer) {
+    throw new WalrustError(
+      `snapshot: the running watcher did not upload a snapshot within ${timeoutMs / 1000}s`,
+    );
+  }
+  if ("error" in answer) throw new WalrustError(`snapshot: the watcher failed: ${answer.error}`);
+  ctx.out(`snapshot of ${dbPath} at TXID ${answer.txid} uploaded by the running watcher`);
+  return 0;
+}
+
+/** The same replica, whether given as file:///path, a plain path, or with a trailing slash. */
+function sameReplica(a: string, b: string): boolean {
+  const norm = (u: string) => {
+    const s = u.replace(/\/+$/, "");
+    if (s.startsWith("file://")) return resolve(s.slice("file://".length));
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) return resolve(s);
+    return s;
+  };
+  return norm(a) === norm(b);
 }

@@ -3,7 +3,13 @@ import type { CliContext } from "./context.ts";
 import { type Flags, num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
-import { DEFAULT_SYNC, type FileConfig, resolveSync, type SyncSettings } from "../config/schema.ts";
+import {
+  DEFAULT_SYNC,
+  type FileConfig,
+  resolveCache,
+  resolveSync,
+  type SyncSettings,
+} from "../config/schema.ts";
 import type { WebhookSender } from "../observe/webhooks.ts";
 import { expandDatabases } from "../config/globs.ts";
 import { databasePrefix } from "../storage/open.ts";
@@ -110,7 +116,7 @@ async function watchWith(
     name: d.prefix,
     replica,
     sync: resolveSync(DEFAULT_SYNC, config.sync, d.sync, flagSync),
-    cacheMaxBytes: config.cache.maxSize,
+    cacheMaxBytes: resolveCache(config.cache).maxSize,
     notify: (event, p) => hooks.send(event, p),
   }));
   const drainFlag = num("watch", flags, "shutdown-drain", { min: 0 });
@@ -119,43 +125,59 @@ async function watchWith(
     databases: specs,
     log,
     uploadConcurrency: config.uploadConcurrency ?? 4,
-    watch: !flags.once,
   });
-  await store.start();
-  log.info("watching", { databases: specs.length, replica: replica.url });
 
-  if (flags.once) {
-    await store.syncAll();
-    const drained = await store.stop(Math.max(drainMs, 30_000));
-    await hooks.flush(5_000);
-    return drained ? 0 : 4;
-  }
-
+  // Signals are handled from the first moment: one arriving during start-up (a long first
+  // snapshot, say) lets the start finish what it is doing, then syncs, drains and exits 0.
+  const stopping = new AbortController();
   let signals = 0;
-  const done = new Promise<number>((resolve) => {
-    const onSignal = async (sig: Deno.Signal) => {
-      signals++;
-      if (signals > 1) {
-        // Local state is crash-safe by construction: exiting now loses nothing already synced.
-        log.warn("second signal; exiting now", { signal: sig });
-        Deno.exit(130);
-      }
-      log.info("shutting down; finishing the current sync and draining uploads", {
-        signal: sig,
-        drain_s: drainMs / 1000,
-      });
-      const drained = await store.stop(drainMs);
-      if (!drained) {
-        log.warn(
-          "uploads still pending at exit; they stay in the local queue and go up on the next start",
-        );
-      }
-      resolve(0);
-    };
-    Deno.addSignalListener("SIGINT", () => onSignal("SIGINT"));
-    Deno.addSignalListener("SIGTERM", () => onSignal("SIGTERM"));
+  const onSignal = (sig: Deno.Signal) => {
+    signals++;
+    if (signals > 1) {
+      // Local state is crash-safe by construction: exiting now loses nothing already synced.
+      log.warn("second signal; exiting now", { signal: sig });
+      Deno.exit(130);
+    }
+    log.info("shutting down; finishing the current sync and draining uploads", {
+      signal: sig,
+      drain_s: drainMs / 1000,
+    });
+    stopping.abort();
+  };
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const fn = () => onSignal(sig);
+    Deno.addSignalListener(sig, fn);
+    return [sig, fn] as const;
   });
-  return await done;
+  try {
+    await store.start(stopping.signal);
+    if (!stopping.signal.aborted) {
+      log.info("watching", { databases: specs.length, replica: replica.url });
+    }
+    if (flags.once) {
+      await store.syncAll();
+      const drained = await store.stop(Math.max(drainMs, 30_000));
+      await hooks.flush(5_000);
+      return drained ? 0 : 4;
+    }
+    const stopped = new Promise<void>((resolve) => {
+      if (stopping.signal.aborted) resolve();
+      else stopping.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    let fatal: unknown;
+    await Promise.race([stopped, store.failed.catch((e) => (fatal = e))]);
+    const drained = await store.stop(drainMs);
+    if (!drained) {
+      log.warn(
+        "uploads still pending at exit; they stay in the local queue and go up on the next start",
+      );
+    }
+    await hooks.flush(5_000);
+    if (fatal !== undefined) throw fatal;
+    return 0;
+  } finally {
+    for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+  }
 }
 
 /** Settings this version parses but does not act on: say so rather than ignore them silently. */

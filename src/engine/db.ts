@@ -5,31 +5,39 @@
  * Invariants:
  * - An LTX file is durable locally before the position advances past its frames and before any
  *   checkpoint may backfill them.
- * - The read lock (connection `#r`) pins a WAL read mark so nobody can restart the WAL past what
- *   we have copied; it is released only inside our own checkpoint window.
- * - The database file is opened once and never closed while the process lives: closing any
- *   descriptor on it would drop the POSIX locks SQLite holds through its own descriptors.
- * - The watched SQLite connections are never closed either: closing the last connection would
- *   checkpoint and delete the WAL behind our back (node:sqlite has no PERSIST_WAL).
+ * - "Pinned": the read lock is (re)taken only under our write barrier right after every
+ *   committed frame was copied, and held from then on. A WAL restart can then only reset frames
+ *   we copied (SQLite restarts only a wholly backfilled WAL, and our read lock stops the
+ *   backfill of anything newer), and the database file never holds a page newer than our
+ *   position (so the previous version of any page is in the WAL index or the file).
+ * - The watched files are opened once and never closed (files.ts): closing any descriptor on
+ *   them drops SQLite's POSIX locks; closing a connection may delete the WAL.
+ * - The replica is the truth: uploads start only after the replica was compared with local state
+ *   (reconcile.ts); a replica that is ahead, diverged or lost files gets a new snapshot under a
+ *   TXID above everything in it.
  */
-import { SqliteHandle } from "../sqlite/handle.ts";
 import { readWalHeader, scanWal, walFrameSize, type WalHeader } from "../sqlite/wal.ts";
 import { HEADER_FLAG_NO_CHECKSUM, lockPgno, type LtxHeader } from "../ltx/header.ts";
 import { DatabaseChecksum } from "../ltx/checksum.ts";
 import { formatHex64 } from "../ltx/names.ts";
 import type { SyncSettings } from "../config/schema.ts";
-import { levelDir, ltxKey, parseLtxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
+import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
-import { DatabaseError, StorageError } from "../errors.ts";
+import { listDbFiles } from "../storage/replica.ts";
+import { DatabaseError, StorageError, WalrustError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { type LocalMeta, LocalState, LtxFileWriter } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
-import { DbFileReader } from "../sqlite/pagefile.ts";
-import { removeIfExists } from "../fsutil.ts";
 import { UploadPool, UploadQueue } from "./uploader.ts";
-import { acquireLock } from "./lockfile.ts";
+import { type FileChange, WatchedFiles } from "./files.ts";
+import { Position, resumePosition, WAL_HEADER_SIZE } from "./position.ts";
+import { reconcile } from "./reconcile.ts";
+import { streamAllPages } from "./snapshot.ts";
+import { checkpointDue } from "./checkpoint.ts";
+import { answerSnapshotRequest, takeSnapshotRequest, writeWatcherInfo } from "./requests.ts";
 
-const WAL_HEADER_SIZE = 32;
+/** Alerts a replicator raises (webhooks); called once per state change, never awaited. */
+export type ReplicatorEvent = "upload_failed" | "wal_size_exceeded" | "validation_failed";
 
 /** Options for one replicated database. */
 export interface ReplicatorOptions {
@@ -46,7 +54,7 @@ export interface ReplicatorOptions {
   cacheMaxBytes?: number;
   /** Alerts (webhooks): called once per state change, never awaited. */
   notify?: (
-    event: "upload_failed" | "wal_size_exceeded",
+    event: ReplicatorEvent,
     p: { database: string; error?: string; attempts?: number; context?: Record<string, unknown> },
   ) => void;
 }
@@ -59,7 +67,12 @@ export interface ReplicatorStats {
   checkpoints: number;
   uploads: number;
   uploadErrors: number;
+  /** Full passes whose checksum disagreed with the tracked one (should stay 0). */
+  checksumMismatches: number;
 }
+
+/** What a poll of the database's files found. */
+export type PollResult = "changed" | "due" | "idle";
 
 /** Replicates one database. Create with `Replicator.open`. */
 export class Replicator {
@@ -70,44 +83,34 @@ export class Replicator {
     checkpoints: 0,
     uploads: 0,
     uploadErrors: 0,
+    checksumMismatches: 0,
   };
   readonly state: LocalState;
   readonly name: string;
 
   #o: ReplicatorOptions;
-  #h!: SqliteHandle; // read-lock connection + writer connection (barrier, bump)
-  #db!: DbFileReader;
-  #lockFile!: Deno.FsFile;
-  #wal: Deno.FsFile | undefined;
+  #f!: WatchedFiles;
   #pages!: PageSource;
   #pageSize = 0;
-
-  // Replicated position: everything in the WAL before #offset (same salts) is in local LTX files.
-  #txid = 0;
-  #offset = WAL_HEADER_SIZE;
-  #salt1 = 0;
-  #salt2 = 0;
-  #checksum: [number, number] | undefined;
-  #commit = 0;
-  /** pgno -> offset of its newest frame in the current WAL, for frames before #offset. */
-  #walIndex = new Map<number, number>();
-  /** True when the WAL may be restarted without losing frames (everything was synced under a barrier). */
-  #restartSafe = false;
+  #pos = new Position();
+  #pinned = false;
   #snapshotReason: string | undefined;
-  /** The database checksum at #txid (LTX's CRC-64 page checksums XORed), when known. */
-  #dbChecksum: DatabaseChecksum | undefined;
-
   #meta: LocalMeta = { remoteTXID: 0, snapshotTXID: 0, snapshotAt: 0 };
   #uploads!: UploadQueue;
+  #reconciled = false;
+  #reconcileAt = 0;
+  #reconcileBackoffMs = 0;
+  #replicaLost: string | undefined;
   #lastCheckpointAt = Date.now();
   #syncedSinceCheckpoint = false;
-  #lastWalSize = -1;
-  #lastWalMtime = 0;
+  #lastWal: { size: number; mtime: number; ino: number | null } | undefined;
+  #lastIdentityCheck = 0;
   lastSyncAt = 0;
   #busy: Promise<unknown> = Promise.resolve();
   #queueOverCap = false;
   #walOverThreshold = false;
   #closed = false;
+  #failed: WalrustError | undefined;
 
   private constructor(o: ReplicatorOptions) {
     this.#o = o;
@@ -117,7 +120,7 @@ export class Replicator {
 
   /** Current TXID (the newest local level-0 file). */
   get txid(): number {
-    return this.#txid;
+    return this.#pos.txid;
   }
   /** Highest TXID confirmed in the replica. */
   get remoteTXID(): number {
@@ -126,6 +129,10 @@ export class Replicator {
   /** Number of files waiting for upload. */
   get pendingUploads(): number {
     return this.#uploads.length;
+  }
+  /** Why this database stopped replicating, if it did (the rest of the process goes on). */
+  get failed(): WalrustError | undefined {
+    return this.#failed;
   }
 
   /** Open the database, check continuity with the local state and the replica, take the read lock. */
@@ -137,24 +144,9 @@ export class Replicator {
 
   async #open(): Promise<void> {
     const { dbPath, log } = this.#o;
-    let st: Deno.FileInfo;
-    try {
-      st = await Deno.stat(dbPath);
-    } catch {
-      throw new DatabaseError(`database file not found: ${dbPath}`);
-    }
-    if (!st.isFile) throw new DatabaseError(`not a database file: ${dbPath}`);
-    this.#lockFile = await acquireLock(dbPath);
-    this.#h = SqliteHandle.open(dbPath, { busyTimeoutMs: this.#o.sync.busyTimeoutMs });
-    const mode = this.#h.journalMode();
-    if (mode !== "wal") {
-      throw new DatabaseError(
-        `${dbPath} is in ${mode} journal mode; walrust needs WAL mode (fix: sqlite3 ${dbPath} 'PRAGMA journal_mode=WAL')`,
-      );
-    }
-    this.#pageSize = this.#h.pageSize();
-    this.#db = DbFileReader.openSync(dbPath);
-    this.#pages = new PageSource(dbPath, this.#db, this.#pageSize);
+    this.#f = WatchedFiles.open(dbPath, this.#o.sync.busyTimeoutMs);
+    this.#pageSize = this.#f.pageSize;
+    this.#pages = new PageSource(dbPath, this.#f.db, this.#pageSize);
     await this.state.init();
     this.#meta = await this.state.readMeta();
     this.#uploads = new UploadQueue({
@@ -168,149 +160,109 @@ export class Replicator {
       log: this.#o.log,
       notify: this.#o.notify,
       stats: this.stats,
+      onReplicaLost: (key) => {
+        this.#replicaLost = key;
+        this.#reconciled = false;
+        this.#reconcileAt = 0;
+      },
     });
-
-    await this.#loadPosition();
-
-    // Seal: hold the write lock while we catch up, then bump the sequence in the same
-    // transaction, so that if this write restarts the WAL every frame of the old WAL was copied.
-    // (Creating our tables writes only on the very first start, which snapshots anyway.)
-    this.#h.ensureLitestreamTables();
-    await this.#sealedBump();
-    this.#h.beginReadLock();
+    await this.#loadLocal();
+    await this.#reconcileLocked(true);
     await this.#syncLocked();
-    if (this.#o.sync.onStartup && this.#meta.snapshotTXID === 0 && this.#txid > 0) {
+    await this.#pin();
+    if (this.#o.sync.onStartup && this.#meta.snapshotTXID === 0 && this.#pos.txid > 0) {
       await this.#snapshotLocked("first start");
     }
+    await writeWatcherInfo(this.state, {
+      pid: Deno.pid,
+      replica: this.#o.replica.url,
+      prefix: this.#o.prefix,
+    });
     log.info("replicating", {
       db: dbPath,
       prefix: this.#o.prefix,
-      txid: this.#txid,
+      txid: this.#pos.txid,
       remote_txid: this.#meta.remoteTXID,
       pending: this.#uploads.length,
     });
   }
 
-  /** Decide where to resume: the newest local L0 file when the WAL still matches it. */
-  async #loadPosition(): Promise<void> {
-    const { replica, prefix, log } = this.#o;
+  /** Position and queue from the local state directory (read lock held). */
+  async #loadLocal(): Promise<void> {
+    const r = await resumePosition(this.state, this.#meta, this.#f.wal, this.#pageSize);
+    this.#pos = r.position;
+    this.#snapshotReason = r.snapshotReason;
     const local = await this.state.list(0);
     const snaps = await this.state.list(SNAPSHOT_LEVEL);
-    const newest = local.at(-1);
-    const localTXID = newest?.maxTXID ?? 0;
-
-    // The replica may be ahead of us (state dir lost, database restored from a backup, another
-    // writer): continue after its newest TXID with a full re-snapshot, never overwrite history.
-    let remoteMax = this.#meta.remoteTXID;
-    const probe = ltxKey(replica.kind, prefix, 0, remoteMax + 1, remoteMax + 1);
-    try {
-      if (localTXID === 0 || (await replica.storage.head(probe)) !== undefined) {
-        remoteMax = await this.#listRemoteMax();
-      }
-    } catch (e) {
-      // With local state we can start while storage is down: the queue drains when it returns.
-      // Without it we cannot know which TXID to continue from, so refuse (exit 4).
-      if (localTXID === 0 || !(e instanceof StorageError)) throw e;
-      log.warn("replica unreachable at start; continuing from local state", {
-        db: this.#o.dbPath,
-        error: e.message,
-      });
-    }
-    if (remoteMax > localTXID) {
-      if (localTXID > 0) {
-        log.warn("replica is ahead of local state; re-snapshotting", {
-          db: this.#o.dbPath,
-          local_txid: localTXID,
-          remote_txid: remoteMax,
-        });
-      }
-      for (const f of local) await removeIfExists(f.path);
-      this.#txid = remoteMax;
-      this.#meta.remoteTXID = remoteMax;
-      this.#snapshotReason = localTXID === 0 && remoteMax > 0
-        ? "no local state; replica has data"
-        : "replica is ahead of local state";
-      return;
-    }
-    this.#meta.remoteTXID = Math.min(this.#meta.remoteTXID, localTXID);
+    this.#meta.remoteTXID = Math.min(this.#meta.remoteTXID, this.#pos.txid);
     // Uploaded level-0 files are no longer needed locally, except the newest (the position
     // record until a newer one is up).
     const uploaded = local.filter((f) => f.maxTXID <= this.#meta.remoteTXID);
-    for (const f of uploaded.slice(0, -1)) await removeIfExists(f.path);
+    for (const f of uploaded.slice(0, -1)) await Deno.remove(f.path).catch(() => {});
     this.#uploads.load(
       [...local.filter((f) => f.maxTXID > this.#meta.remoteTXID), ...snaps],
       uploaded.at(-1),
     );
-    const first = this.#uploads.first;
-    if (first && first.level === 0 && first.minTXID > this.#meta.remoteTXID + 1) {
-      // A queued file is missing: the chain in the replica would have a gap.
-      this.#txid = localTXID;
-      this.#snapshotReason = "local upload queue has a gap";
-      return;
-    }
-    if (!newest) {
-      this.#txid = 0;
-      this.#snapshotReason = "first start";
-      return;
-    }
-    const h = await this.state.readHeader(newest.path);
-    this.#txid = newest.maxTXID;
-    this.#commit = h.commit;
-    if (h.pageSize !== this.#pageSize) {
-      this.#snapshotReason = `page size changed from ${h.pageSize} to ${this.#pageSize}`;
-      return;
-    }
-    const end = h.walOffset + h.walSize;
-    const wal = await this.#openWal();
-    const hdr = wal ? await readWalHeader(wal) : undefined;
-    if (!wal || !hdr) {
-      this.#snapshotReason = "WAL is gone (checkpointed while walrust was not running)";
-      return;
-    }
-    if (hdr.salt1 !== h.walSalt1 || hdr.salt2 !== h.walSalt2) {
-      this.#snapshotReason = "WAL was restarted while walrust was not running";
-      return;
-    }
-    // Re-read the WAL up to our position: proves the frames are the ones we copied (salts and
-    // checksum chain) and rebuilds the page index needed for snapshots and growth pages.
-    const scan = await scanWal(wal, hdr, {
-      offset: WAL_HEADER_SIZE,
-      maxBytes: end - WAL_HEADER_SIZE,
-    });
-    if (scan.endOffset !== end) {
-      this.#snapshotReason = `WAL no longer holds the frames up to offset ${end}`;
-      return;
-    }
-    this.#offset = end;
-    this.#salt1 = hdr.salt1;
-    this.#salt2 = hdr.salt2;
-    this.#checksum = scan.checksum;
-    this.#walIndex = scan.pages;
-    if (this.#meta.checksum && this.#meta.checksumTXID === this.#txid) {
-      this.#dbChecksum = new DatabaseChecksum(this.#pageSize);
-      this.#dbChecksum.xor(BigInt(`0x${this.#meta.checksum}`));
-    }
   }
 
-  async #listRemoteMax(): Promise<number> {
-    const { replica, prefix } = this.#o;
-    let max = 0;
-    for await (const o of replica.storage.list(levelDir(replica.kind, prefix, 0))) {
-      const k = parseLtxKey(replica.kind, prefix, o.key);
-      if (k && k.level === 0 && k.maxTXID > max) max = k.maxTXID;
-    }
-    return max;
-  }
-
-  async #openWal(): Promise<Deno.FsFile | undefined> {
-    if (this.#wal) return this.#wal;
+  /**
+   * Compare the replica with local state (one listing) and release uploads, or arrange a new
+   * snapshot above the replica's newest TXID. At start, transient storage errors leave uploads
+   * held (replication goes on locally); rejected credentials or a missing bucket throw.
+   */
+  async #reconcileLocked(startup = false): Promise<void> {
+    const { replica, prefix, log } = this.#o;
+    let remote;
     try {
-      this.#wal = await Deno.open(`${this.#o.dbPath}-wal`, { read: true });
+      remote = await listDbFiles(replica, prefix);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      throw e;
+      if (!(e instanceof StorageError) || (!e.transient && startup)) throw e;
+      if (this.#reconcileBackoffMs === 0) {
+        log.warn("replica unreachable; replicating locally and retrying", {
+          db: this.#o.dbPath,
+          error: e.message,
+        });
+      }
+      this.#reconcileBackoffMs = Math.min(Math.max(this.#reconcileBackoffMs * 2, 1000), 30_000);
+      this.#reconcileAt = Date.now() + this.#reconcileBackoffMs;
+      return;
     }
-    return this.#wal;
+    if (this.#reconcileBackoffMs > 0) log.info("replica reachable again", { db: this.#o.dbPath });
+    this.#reconcileBackoffMs = 0;
+    const d = reconcile(remote, {
+      txid: this.#pos.txid,
+      queue: this.#uploads.files,
+      lastUploaded: this.#uploads.lastUploaded,
+    });
+    const lost = this.#replicaLost;
+    this.#replicaLost = undefined;
+    if (d.kind === "continue") {
+      this.#meta.remoteTXID = Math.min(d.replicaTXID, this.#pos.txid);
+      if (lost) {
+        // The file we checked is gone but the chain still reaches our position: nothing to do.
+        log.warn("replica file missing, but the chain is intact", {
+          db: this.#o.dbPath,
+          key: lost,
+        });
+      }
+    } else {
+      const why = lost ? `${d.why}; ${lost} is missing` : d.why;
+      const fields = { db: this.#o.dbPath, local_txid: this.#pos.txid, reason: why };
+      if (d.alarming || lost) {
+        log.error("replica disagrees with local state; taking a new snapshot", fields);
+        this.#o.notify?.("validation_failed", {
+          database: this.name,
+          error: why,
+          context: { local_txid: this.#pos.txid, snapshot_txid: d.afterTXID + 1 },
+        });
+      } else log.info("taking a snapshot", fields);
+      await this.#uploads.clear();
+      this.#meta.remoteTXID = d.afterTXID;
+      this.#pos.txid = Math.max(this.#pos.txid, d.afterTXID);
+      this.#snapshotReason ??= why;
+    }
+    this.#reconciled = true;
+    this.#uploads.held = false;
   }
 
   /** Serialise work on this database. */
@@ -320,34 +272,61 @@ export class Replicator {
     return p;
   }
 
-  /** True when the WAL changed since the last look (cheap fstat). */
-  async walChanged(): Promise<boolean> {
-    const wal = await this.#openWal();
-    if (!wal) return false;
-    const st = await wal.stat();
-    const m = st.mtime?.getTime() ?? 0;
-    const changed = st.size !== this.#lastWalSize || m !== this.#lastWalMtime;
-    this.#lastWalSize = st.size;
-    this.#lastWalMtime = m;
-    return changed;
+  /**
+   * The scheduler's cheap look (path stats only): did the `-wal` change (size, mtime, inode), or
+   * is periodic work due (checkpoint, snapshot, a snapshot request, the identity check)?
+   */
+  poll(now: number): PollResult {
+    if (this.#failed || this.#closed) return "idle";
+    let st: Deno.FileInfo | undefined;
+    try {
+      st = Deno.statSync(`${this.#o.dbPath}-wal`);
+    } catch { /* gone: the sync reports it */ }
+    const cur = { size: st?.size ?? -1, mtime: st?.mtime?.getTime() ?? 0, ino: st?.ino ?? null };
+    const last = this.#lastWal;
+    this.#lastWal = cur;
+    if (!last || last.size !== cur.size || last.mtime !== cur.mtime || last.ino !== cur.ino) {
+      return "changed";
+    }
+    const s = this.#o.sync;
+    if (!this.#reconciled && now >= this.#reconcileAt) return "due";
+    if (this.#syncedSinceCheckpoint && s.checkpointIntervalMs > 0) {
+      if (now - this.#lastCheckpointAt >= s.checkpointIntervalMs) return "due";
+    }
+    if (
+      s.snapshotIntervalMs > 0 && this.#pos.txid > this.#meta.snapshotTXID &&
+      now - this.#meta.snapshotAt >= s.snapshotIntervalMs
+    ) return "due";
+    if (now - this.#lastIdentityCheck >= 10_000) return "due";
+    try {
+      Deno.statSync(`${this.state.dir}/snapshot-request`);
+      return "due";
+    } catch { /* no request */ }
+    return "idle";
   }
 
   /** Copy new committed frames into a level-0 file, then checkpoint or snapshot when due. */
   sync(): Promise<boolean> {
     return this.#exclusive(async () => {
-      if (this.#closed) return false;
-      const wrote = await this.#syncLocked();
-      await this.#maintenanceLocked();
-      return wrote;
+      if (this.#closed || this.#failed) return false;
+      try {
+        if (!this.#reconciled && Date.now() >= this.#reconcileAt) await this.#reconcileLocked();
+        const wrote = await this.#syncLocked();
+        if (!this.#pinned) await this.#pin();
+        await this.#maintenanceLocked();
+        return wrote;
+      } catch (e) {
+        if (e instanceof WalrustError && this.#failed === e) return false;
+        throw e;
+      }
     });
   }
 
-  /** Take a level-9 snapshot now (after syncing). */
-  snapshot(reason = "requested"): Promise<number> {
+  /** Take a level-9 snapshot now (after syncing); resolves once it is queued for upload. */
+  snapshot(reason = "requested"): Promise<{ txid: number; uploaded: Promise<void> }> {
     return this.#exclusive(async () => {
       await this.#syncLocked();
-      await this.#snapshotLocked(reason);
-      return this.#txid;
+      return await this.#snapshotLocked(reason);
     });
   }
 
@@ -356,56 +335,90 @@ export class Replicator {
     return this.#exclusive(() => this.#checkpointLocked(mode));
   }
 
-  async #syncLocked(): Promise<boolean> {
-    const wal = await this.#openWal();
-    const hdr = wal ? await readWalHeader(wal) : undefined;
-    if (this.#snapshotReason) return await this.#resnapshotLocked(wal, hdr);
-    if (!wal || !hdr) {
-      // The WAL is empty or gone. Fine if we never copied from it, or if everything in it was
-      // copied before it was reset; otherwise frames may have been checkpointed away unseen.
-      if (this.#offset === WAL_HEADER_SIZE) return false;
-      if (!this.#restartSafe) {
-        this.#snapshotReason = "WAL was reset with frames walrust may not have copied";
-        return await this.#resnapshotLocked(wal, hdr);
-      }
-      this.#offset = WAL_HEADER_SIZE;
-      this.#salt1 = 0;
-      this.#salt2 = 0;
-      this.#checksum = undefined;
-      this.#walIndex.clear();
-      return false;
+  /** Stop replicating this database for good, saying why once. */
+  #fail(e: WalrustError): WalrustError {
+    if (!this.#failed) {
+      this.#failed = e;
+      this.#o.log.error("replication of this database stopped", {
+        db: this.#o.dbPath,
+        error: e.message,
+      });
     }
+    return e;
+  }
+
+  /** A watched path names another file now: re-open safely, or stop this database. */
+  #filesChanged(change: FileChange): void {
+    const { dbPath, log } = this.#o;
+    if (change === "database-gone") {
+      throw this.#fail(new DatabaseError(`database ${dbPath} was deleted; nothing to replicate`));
+    }
+    if (change !== "database-replaced") {
+      // The same database file with a different -wal/-shm: SQLite in this process would go on
+      // using the old ones (they hang off the database's inode), so no in-process re-open is
+      // safe. A restarted walrust starts clean and snapshots.
+      throw this.#fail(
+        new DatabaseError(
+          `${dbPath}: its ${change === "wal-replaced" ? "-wal" : "-shm"} file was deleted or ` +
+            "replaced while the database stayed open (something removed SQLite's files under " +
+            "it); restart walrust to re-open it",
+        ),
+      );
+    }
+    log.warn("database file was replaced; re-opening it and taking a snapshot", { db: dbPath });
+    const old = this.#f;
+    old.retire();
+    try {
+      this.#f = WatchedFiles.open(dbPath, this.#o.sync.busyTimeoutMs);
+    } catch (e) {
+      throw e instanceof WalrustError ? this.#fail(e) : e;
+    }
+    this.#pageSize = this.#f.pageSize;
+    this.#pages = new PageSource(dbPath, this.#f.db, this.#pageSize);
+    this.#pinned = false;
+    this.#pos.dbChecksum = undefined;
+    this.#snapshotReason = "the database file was replaced";
+  }
+
+  async #syncLocked(): Promise<boolean> {
+    if (this.#failed) throw this.#failed;
+    const change = this.#f.check();
+    this.#lastIdentityCheck = Date.now();
+    if (change) this.#filesChanged(change);
+    const wal = this.#f.wal;
+    const hdr = await readWalHeader(wal);
+    if (this.#snapshotReason) return await this.#resnapshotLocked(hdr);
+    // An empty WAL (truncated, or nothing written yet) holds nothing new; the salts we keep
+    // prove the next generation follows ours.
+    if (!hdr) return false;
     if (hdr.pageSize !== this.#pageSize) {
       this.#snapshotReason = "page size changed";
-      return await this.#resnapshotLocked(wal, hdr);
+      return await this.#resnapshotLocked(hdr);
     }
-    if (hdr.salt1 !== this.#salt1 || hdr.salt2 !== this.#salt2) {
-      if (!this.#restartSafe) {
-        this.#snapshotReason = "WAL restarted with frames walrust may not have copied";
-        return await this.#resnapshotLocked(wal, hdr);
+    const pos = this.#pos;
+    if (hdr.salt1 !== pos.salt1 || hdr.salt2 !== pos.salt2) {
+      if (!this.#pinned || !pos.isNextGeneration(hdr)) {
+        this.#snapshotReason = this.#pinned
+          ? "WAL restarted more than once between two syncs"
+          : "WAL restarted with frames walrust may not have copied";
+        return await this.#resnapshotLocked(hdr);
       }
-      // The WAL restarted after everything in it was copied: continue from its start.
-      this.#offset = WAL_HEADER_SIZE;
-      this.#salt1 = hdr.salt1;
-      this.#salt2 = hdr.salt2;
-      this.#checksum = undefined;
-      this.#walIndex.clear();
+      pos.newGeneration(hdr);
     }
     let wrote = false;
     for (;;) {
       const scan = await scanWal(wal, hdr, {
-        offset: this.#offset,
-        checksum: this.#checksum,
+        offset: pos.offset,
+        checksum: pos.walChecksum,
         maxBytes: this.#o.sync.maxSyncWalBytes,
       });
-      if (scan.endOffset === this.#offset) break;
+      if (scan.endOffset === pos.offset) break;
       await this.#writeL0(wal, hdr, scan.pages, scan.commit, scan.endOffset);
-      for (const [pgno, off] of scan.pages) this.#walIndex.set(pgno, off);
-      this.#pruneIndex(scan.commit);
-      this.#offset = scan.endOffset;
-      this.#checksum = scan.checksum;
-      this.#commit = scan.commit;
-      this.#restartSafe = false;
+      for (const [pgno, off] of scan.pages) pos.walIndex.set(pgno, off);
+      for (const pgno of pos.walIndex.keys()) if (pgno > scan.commit) pos.walIndex.delete(pgno);
+      pos.offset = scan.endOffset;
+      pos.walChecksum = scan.checksum;
+      pos.commit = scan.commit;
       wrote = true;
       if (!scan.limited) break;
     }
@@ -418,8 +431,30 @@ export class Replicator {
     return wrote;
   }
 
-  #pruneIndex(commit: number): void {
-    for (const pgno of this.#walIndex.keys()) if (pgno > commit) this.#walIndex.delete(pgno);
+  /**
+   * Establish the pinned invariant: under the write barrier, copy every committed frame, then
+   * re-take the read lock (its new mark covers only copied frames).
+   */
+  async #pin(): Promise<void> {
+    const h = this.#f.h;
+    try {
+      h.beginWriteBarrier();
+    } catch (e) {
+      // The application held the write lock past our busy timeout: try again at the next sync.
+      this.#o.log.warn("could not take the write lock to pin the WAL; retrying", {
+        db: this.#o.dbPath,
+        error: messageOf(e),
+      });
+      return;
+    }
+    try {
+      await this.#syncLocked();
+      h.releaseReadLock();
+      h.beginReadLock();
+      this.#pinned = true;
+    } finally {
+      h.releaseWriteBarrier();
+    }
   }
 
   /** Write L0 file txid+1 with the changed pages plus growth pages. */
@@ -430,25 +465,26 @@ export class Replicator {
     commit: number,
     end: number,
   ): Promise<void> {
-    const txid = this.#txid + 1;
+    const pos = this.#pos;
+    const txid = pos.txid + 1;
     const pgnos = new Set<number>();
     for (const p of changed.keys()) if (p <= commit) pgnos.add(p);
     // Growth pages: a page added since the previous file that this batch did not write must
     // still reach the replica, or a restore would miss it.
     const lock = lockPgno(this.#pageSize);
-    for (let p = this.#commit + 1; p <= commit; p++) if (p !== lock) pgnos.add(p);
+    for (let p = pos.commit + 1; p <= commit; p++) if (p !== lock) pgnos.add(p);
     const sorted = [...pgnos].sort((a, b) => a - b);
-    const header = this.#header(txid, txid, commit, this.#offset, end - this.#offset, hdr);
+    const header = this.#header(txid, txid, commit, pos.offset, end - pos.offset, hdr);
     const path = this.state.path(0, txid, txid);
     const w = await LtxFileWriter.create(path, header, this.#o.sync.format);
     this.#pages.invalidate();
-    const sum = this.#dbChecksum;
+    const sum = pos.dbChecksum;
     try {
       for (const pgno of sorted) {
         // Keep the database checksum current: take the page's previous version out (XOR is its
         // own inverse), put the new one in.
-        if (sum && pgno <= this.#commit) sum.add(pgno, await this.#previousPage(wal, pgno));
-        const off = changed.get(pgno) ?? this.#walIndex.get(pgno);
+        if (sum && pgno <= pos.commit) sum.add(pgno, await this.#previousPage(wal, pgno));
+        const off = changed.get(pgno) ?? pos.walIndex.get(pgno);
         const data = off !== undefined
           ? await this.#pages.fromWal(wal, off, pgno)
           : this.#pages.fromDb(pgno);
@@ -457,7 +493,7 @@ export class Replicator {
       }
       // Pages cut off by a shrink leave the database too.
       if (sum) {
-        for (let p = commit + 1; p <= this.#commit; p++) {
+        for (let p = commit + 1; p <= pos.commit; p++) {
           if (p !== lock) sum.add(p, await this.#previousPage(wal, p));
         }
       }
@@ -477,21 +513,22 @@ export class Replicator {
     } finally {
       this.#pages.invalidate();
     }
-    this.#txid = txid;
+    pos.txid = txid;
     this.#recordChecksum();
     this.stats.l0Written++;
   }
 
   /** A page as of the current position: its newest copied WAL frame, else the database file. */
   #previousPage(wal: Deno.FsFile, pgno: number): Promise<Uint8Array> | Uint8Array {
-    const off = this.#walIndex.get(pgno);
+    const off = this.#pos.walIndex.get(pgno);
     return off !== undefined ? this.#pages.fromWal(wal, off, pgno) : this.#pages.fromDb(pgno);
   }
 
   /** Keep the checksum with its TXID in the meta record (persisted with the next upload). */
   #recordChecksum(): void {
-    this.#meta.checksum = this.#dbChecksum ? formatHex64(this.#dbChecksum.value()) : undefined;
-    this.#meta.checksumTXID = this.#dbChecksum ? this.#txid : undefined;
+    const sum = this.#pos.dbChecksum;
+    this.#meta.checksum = sum ? formatHex64(sum.value()) : undefined;
+    this.#meta.checksumTXID = sum ? this.#pos.txid : undefined;
   }
 
   #header(
@@ -522,29 +559,24 @@ export class Replicator {
    * Continuity is broken: write the whole database as level-0 file txid+1 (so the level-0 chain
    * stays contiguous) and as a level-9 snapshot 1..txid+1, in one pass.
    */
-  async #resnapshotLocked(
-    wal: Deno.FsFile | undefined,
-    hdr: WalHeader | undefined,
-  ): Promise<boolean> {
+  async #resnapshotLocked(hdr: WalHeader | undefined): Promise<boolean> {
     const reason = this.#snapshotReason ?? "requested";
+    const wal = this.#f.wal;
     let index = new Map<number, number>();
     let end = WAL_HEADER_SIZE;
     let checksum: [number, number] | undefined;
     let commit = 0;
-    if (wal && hdr && hdr.pageSize === this.#pageSize) {
+    if (hdr && hdr.pageSize === this.#pageSize) {
       const scan = await scanWal(wal, hdr, { offset: WAL_HEADER_SIZE });
       index = scan.pages;
       end = scan.endOffset;
       checksum = scan.checksum;
       commit = scan.commit;
     }
-    if (commit === 0) {
-      commit = Math.floor(this.#db.size() / this.#pageSize);
-    }
+    if (commit === 0) commit = Math.floor(this.#f.db.size() / this.#pageSize);
     if (commit === 0) return false; // empty database: nothing to replicate yet
-    const txid = this.#txid + 1;
-    const walOffset = WAL_HEADER_SIZE;
-    const l0Header = this.#header(txid, txid, commit, walOffset, end - walOffset, hdr);
+    const txid = this.#pos.txid + 1;
+    const l0Header = this.#header(txid, txid, commit, WAL_HEADER_SIZE, end - WAL_HEADER_SIZE, hdr);
     const l0Path = this.state.path(0, txid, txid);
     const writers = [await LtxFileWriter.create(l0Path, l0Header, this.#o.sync.format)];
     const withSnapshot = txid > 1 || this.#o.sync.onStartup;
@@ -558,7 +590,7 @@ export class Replicator {
     }
     let sum: DatabaseChecksum;
     try {
-      sum = await this.#streamAllPages(wal, index, commit, writers);
+      sum = await streamAllPages(this.#pages, wal, index, commit, writers);
       const postApplyChecksum = sum.value();
       const l0Size = await writers[0].commit();
       this.#uploads.push({
@@ -587,16 +619,16 @@ export class Replicator {
       throw e;
     }
     this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: commit, reason });
-    this.#txid = txid;
-    this.#commit = commit;
-    this.#offset = end;
-    this.#salt1 = hdr?.salt1 ?? 0;
-    this.#salt2 = hdr?.salt2 ?? 0;
-    this.#checksum = checksum;
-    this.#walIndex = index;
+    const pos = this.#pos;
+    pos.txid = txid;
+    pos.commit = commit;
+    pos.offset = end;
+    pos.salt1 = hdr?.salt1 ?? 0;
+    pos.salt2 = hdr?.salt2 ?? 0;
+    pos.walChecksum = checksum;
+    pos.walIndex = index;
+    pos.dbChecksum = sum;
     this.#snapshotReason = undefined;
-    this.#restartSafe = false;
-    this.#dbChecksum = sum;
     this.#recordChecksum();
     this.stats.l0Written++;
     if (withSnapshot) {
@@ -610,54 +642,30 @@ export class Replicator {
     return true;
   }
 
-  async #streamAllPages(
-    wal: Deno.FsFile | undefined,
-    index: Map<number, number>,
-    commit: number,
-    writers: LtxFileWriter[],
-  ): Promise<DatabaseChecksum> {
-    const lock = lockPgno(this.#pageSize);
-    const sum = new DatabaseChecksum(this.#pageSize);
-    this.#pages.invalidate();
-    this.#pages.beginSequential();
-    try {
-      for (let pgno = 1; pgno <= commit; pgno++) {
-        if (pgno === lock) continue;
-        const off = index.get(pgno);
-        const data = off !== undefined && wal
-          ? await this.#pages.fromWal(wal, off, pgno)
-          : this.#pages.fromDb(pgno);
-        sum.add(pgno, data);
-        for (const w of writers) await w.encodePage(pgno, data);
-      }
-    } finally {
-      this.#pages.invalidate();
-    }
-    return sum;
-  }
-
   /** Level-9 snapshot of the current position (no new TXID). */
-  async #snapshotLocked(reason: string): Promise<void> {
-    if (this.#txid === 0) return;
-    const wal = await this.#openWal();
-    const hdr = wal ? await readWalHeader(wal) : undefined;
-    const txid = this.#txid;
+  async #snapshotLocked(reason: string): Promise<{ txid: number; uploaded: Promise<void> }> {
+    const pos = this.#pos;
+    if (pos.txid === 0) return { txid: 0, uploaded: Promise.resolve() };
+    const wal = this.#f.wal;
+    const hdr = await readWalHeader(wal);
+    const txid = pos.txid;
     const path = this.state.path(SNAPSHOT_LEVEL, 1, txid);
-    const last = Math.max(this.#offset - walFrameSize(this.#pageSize), WAL_HEADER_SIZE);
-    const h = this.#header(1, txid, this.#commit, last, this.#offset - last, hdr);
+    const last = Math.max(pos.offset - walFrameSize(this.#pageSize), WAL_HEADER_SIZE);
+    const h = this.#header(1, txid, pos.commit, last, pos.offset - last, hdr);
     const w = await LtxFileWriter.create(path, h, this.#o.sync.format);
     try {
-      const sum = await this.#streamAllPages(wal, this.#walIndex, this.#commit, [w]);
+      const sum = await streamAllPages(this.#pages, wal, pos.walIndex, pos.commit, [w]);
       // A full pass checks the incrementally tracked checksum: they must agree.
-      if (this.#dbChecksum && this.#dbChecksum.value() !== sum.value()) {
+      if (pos.dbChecksum && pos.dbChecksum.value() !== sum.value()) {
+        this.stats.checksumMismatches++;
         this.#o.log.error("tracked database checksum disagrees with a full read; re-basing", {
           db: this.#o.dbPath,
           txid,
-          tracked: formatHex64(this.#dbChecksum.value()),
+          tracked: formatHex64(pos.dbChecksum.value()),
           actual: formatHex64(sum.value()),
         });
       }
-      this.#dbChecksum = sum;
+      pos.dbChecksum = sum;
       this.#recordChecksum();
       const size = await w.commit();
       this.#uploads.remove(path);
@@ -678,26 +686,25 @@ export class Replicator {
     this.#meta.snapshotTXID = txid;
     this.#meta.snapshotAt = Date.now();
     await this.state.writeMeta(this.#meta);
-    this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: this.#commit, reason });
+    this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: pos.commit, reason });
+    const uploaded = this.#uploads.whenUploaded(path);
     this.#uploads.kick();
+    return { txid, uploaded };
   }
 
   /** Checkpoint, scheduled snapshot and on-demand snapshot requests. */
   async #maintenanceLocked(): Promise<void> {
     const s = this.#o.sync;
-    const frames = (this.#offset - WAL_HEADER_SIZE) / walFrameSize(this.#pageSize);
+    const frames = this.#pos.frames(this.#pageSize);
     const now = Date.now();
     const overThreshold = s.walTruncateThresholdPages > 0 && frames >= s.walTruncateThresholdPages;
     if (overThreshold !== this.#walOverThreshold) {
       this.#walOverThreshold = overThreshold;
       if (overThreshold) {
-        this.#o.log.error(
-          "WAL is past wal_truncate_threshold_pages; forcing a TRUNCATE checkpoint",
-          {
-            db: this.#o.dbPath,
-            frames,
-          },
-        );
+        this.#o.log.error("WAL is past wal_truncate_threshold_pages; truncating it", {
+          db: this.#o.dbPath,
+          frames,
+        });
         this.#o.notify?.("wal_size_exceeded", {
           database: this.name,
           error: `WAL holds ${frames} frames (threshold ${s.walTruncateThresholdPages})`,
@@ -705,13 +712,11 @@ export class Replicator {
         });
       }
     }
-    let mode: "PASSIVE" | "TRUNCATE" | undefined;
-    if (s.walTruncateThresholdPages > 0 && frames >= s.walTruncateThresholdPages) mode = "TRUNCATE";
-    else if (frames >= s.minCheckpointPageCount) mode = "PASSIVE";
-    else if (
-      s.checkpointIntervalMs > 0 && now - this.#lastCheckpointAt >= s.checkpointIntervalMs &&
-      this.#syncedSinceCheckpoint && frames > 1
-    ) mode = "PASSIVE";
+    const mode = checkpointDue(s, {
+      frames,
+      sinceCheckpointMs: now - this.#lastCheckpointAt,
+      syncedSinceCheckpoint: this.#syncedSinceCheckpoint,
+    });
     if (mode) {
       const max = this.#o.cacheMaxBytes;
       const over = max !== undefined && this.#uploads.length > 0 &&
@@ -723,78 +728,84 @@ export class Replicator {
             "upload queue is over [cache] max_size: checkpoints are stopped so SQLite keeps the frames; the WAL will grow until uploads resume",
             { db: this.#o.dbPath, max_size: max },
           );
-        } else {this.#o.log.info("upload queue is below [cache] max_size again; checkpointing", {
+        } else {
+          this.#o.log.info("upload queue is below [cache] max_size again; checkpointing", {
             db: this.#o.dbPath,
-          });}
+          });
+        }
       }
       if (!over) await this.#checkpointLocked(mode);
     }
     if (
-      s.snapshotIntervalMs > 0 && this.#txid > this.#meta.snapshotTXID &&
+      s.snapshotIntervalMs > 0 && this.#pos.txid > this.#meta.snapshotTXID &&
       now - this.#meta.snapshotAt >= s.snapshotIntervalMs
     ) {
-      await this.#snapshotLocked("interval");
+      // Every backend: look at the replica before each scheduled snapshot (lost files, another
+      // writer) so the snapshot never lands on top of someone else's history.
+      await this.#reconcileLocked();
+      if (this.#snapshotReason) await this.#syncLocked();
+      else await this.#snapshotLocked("interval");
     }
+    const request = takeSnapshotRequest(this.state);
+    if (request) await this.#answer(request);
+  }
+
+  /** Take a requested snapshot and answer once it is uploaded (in the background). */
+  async #answer(id: string): Promise<void> {
+    let taken;
     try {
-      await Deno.stat(this.state.snapshotRequestPath);
-      await this.#snapshotLocked("requested");
-      await removeIfExists(this.state.snapshotRequestPath);
+      taken = await this.#snapshotLocked("requested");
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      await answerSnapshotRequest(this.state, id, { error: messageOf(e) });
+      return;
     }
+    taken.uploaded.then(
+      () => answerSnapshotRequest(this.state, id, { txid: taken.txid }),
+      (e) => answerSnapshotRequest(this.state, id, { error: messageOf(e) }),
+    ).catch(() => {});
   }
 
   /**
-   * Our checkpoint window. Sync under a write barrier, release the read lock, checkpoint, then
-   * seal again with our sequence bump so that a WAL restart is only ever observed after every
-   * frame of the old WAL was copied. `data_version` tells whether another connection committed
-   * between the barrier and the checkpoint (frames we might not have copied).
+   * Our checkpoint window. Under the write barrier (no application commit can land): copy every
+   * committed frame, then a PASSIVE checkpoint, which releases and re-takes the read lock, so
+   * everything it backfills was copied and the new read mark covers only copied frames. For
+   * TRUNCATE, SQLite is then asked to truncate the WAL without waiting: it does so only if the
+   * WAL is wholly backfilled and nothing was appended since (our read lock stops the backfill
+   * of anything newer), so nothing uncopied is ever lost and no re-snapshot is needed.
    */
   async #checkpointLocked(mode: "PASSIVE" | "TRUNCATE"): Promise<void> {
-    this.#h.beginWriteBarrier();
-    let v1: number;
-    try {
-      await this.#syncLocked();
-      v1 = this.#h.dataVersion();
-    } finally {
-      this.#h.releaseWriteBarrier();
-    }
+    const h = this.#f.h;
     let result;
     try {
-      result = this.#h.checkpoint(mode);
+      h.beginWriteBarrier();
     } catch (e) {
-      this.#o.log.warn("checkpoint failed", { db: this.#o.dbPath, mode, error: String(e) });
+      // The application holds the write lock (a long transaction): checkpoint next time.
+      this.#o.log.debug("checkpoint postponed", { db: this.#o.dbPath, error: messageOf(e) });
       return;
     }
-    const v2 = this.#h.dataVersion();
+    try {
+      await this.#syncLocked();
+      try {
+        result = h.checkpoint("PASSIVE");
+      } catch (e) {
+        this.#o.log.warn("checkpoint failed", { db: this.#o.dbPath, mode, error: messageOf(e) });
+      }
+      this.#pinned = true;
+    } finally {
+      h.releaseWriteBarrier();
+    }
     this.#pages.invalidate();
-    // No commit by anyone between our sealed sync and the checkpoint: the WAL held only frames
-    // we copied, so a restart of it loses nothing.
-    if (v1 === v2) this.#restartSafe = true;
-    await this.#sealedBump();
-    this.#h.releaseReadLock();
-    this.#h.beginReadLock();
-    await this.#syncLocked();
+    if (mode === "TRUNCATE" && result && result.busy === 0 && result.log === result.checkpointed) {
+      try {
+        result = h.truncateWalIfIdle(this.#o.sync.busyTimeoutMs);
+      } catch (e) {
+        this.#o.log.warn("WAL truncation failed", { db: this.#o.dbPath, error: messageOf(e) });
+      }
+    }
     this.stats.checkpoints++;
     this.#lastCheckpointAt = Date.now();
     this.#syncedSinceCheckpoint = false;
     this.#o.log.debug("checkpoint", { db: this.#o.dbPath, mode, ...result });
-  }
-
-  /**
-   * Under the write barrier: copy every committed frame, then bump `_litestream_seq` and commit.
-   * If that commit restarts the WAL, the old WAL held nothing we had not copied.
-   */
-  async #sealedBump(): Promise<void> {
-    this.#h.beginWriteBarrier();
-    try {
-      if (!this.#snapshotReason) await this.#syncLocked();
-      this.#h.commitWriteBarrier();
-    } catch (e) {
-      this.#h.releaseWriteBarrier();
-      throw e;
-    }
-    this.#restartSafe = true;
   }
 
   /** Start uploading queued files in the background (no-op while running or backing off). */
@@ -803,8 +814,12 @@ export class Replicator {
   }
 
   /** Upload what is queued; false if `deadline` passed first. */
-  drainUploads(deadline: number): Promise<boolean> {
-    return this.#uploads.drain(deadline);
+  async drainUploads(deadline: number): Promise<boolean> {
+    if (!this.#reconciled && !this.#failed) {
+      await this.#exclusive(() => this.#reconcileLocked()).catch(() => {});
+      if (this.#snapshotReason) await this.#exclusive(() => this.#syncLocked()).catch(() => {});
+    }
+    return await this.#uploads.drain(deadline);
   }
 
   /** Stop work: wait for the current operation. The SQLite connections stay open on purpose. */
@@ -812,6 +827,10 @@ export class Replicator {
     this.#closed = true;
     await this.#busy;
   }
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 export { UploadPool };

@@ -1,9 +1,15 @@
 /**
- * All replicated databases of one process: one scheduler, one shared file watcher over the
- * databases' folders, one upload pool, and the shutdown drain.
+ * All replicated databases of one process: one scheduler polling every database's files with
+ * `stat`, one upload pool, and the shutdown drain.
+ *
+ * Never `Deno.watchFs` here: its watcher thread opens and closes the files in the folders it
+ * watches, and closing any descriptor on a database drops the POSIX locks SQLite holds through
+ * its own, after which the app's last connection to close deletes the WAL under us
+ * (docs/decisions.md). A path `stat` opens nothing.
  */
 import { Replicator, type ReplicatorOptions, UploadPool } from "./db.ts";
 import type { Logger } from "../observe/log.ts";
+import { DatabaseError } from "../errors.ts";
 
 /** One database to replicate, fully resolved. */
 export type DatabaseSpec = Omit<ReplicatorOptions, "pool" | "log">;
@@ -13,8 +19,6 @@ export interface StoreOptions {
   databases: DatabaseSpec[];
   log: Logger;
   uploadConcurrency: number;
-  /** Use Deno.watchFs for low-latency change detection (polling always runs too). */
-  watch?: boolean;
 }
 
 /** Runs every database's sync loop from one scheduler. */
@@ -23,52 +27,34 @@ export class Store {
   #o: StoreOptions;
   #pool: UploadPool;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #watcher: Deno.FsWatcher | undefined;
-  #byWal = new Map<string, Replicator>();
   #specs = new Map<Replicator, DatabaseSpec>();
-  #pending = new Map<Replicator, ReturnType<typeof setTimeout>>(); // per-database deadline timers while dirty
+  #pending = new Map<Replicator, ReturnType<typeof setTimeout>>(); // batching-window timers
   #running = new Set<Replicator>();
+  #reported = new Set<Replicator>();
   #stopped = false;
+  #allFailed: (e: DatabaseError) => void = () => {};
+  /** Rejects when every database stopped replicating (deleted, files replaced): exit 3. */
+  readonly failed: Promise<never>;
 
   constructor(o: StoreOptions) {
     this.#o = o;
     this.#pool = new UploadPool(Math.max(1, o.uploadConcurrency));
+    this.failed = new Promise<never>((_, reject) => (this.#allFailed = reject));
+    this.failed.catch(() => {});
   }
 
-  /** Open every database (fails fast on the first error) and start the scheduler. */
-  async start(): Promise<void> {
+  /**
+   * Open every database (fails fast on the first error) and start the scheduler. When `abort`
+   * is signalled (SIGTERM during start-up) the databases not yet opened are skipped.
+   */
+  async start(abort?: AbortSignal): Promise<void> {
     for (const spec of this.#o.databases) {
+      if (abort?.aborted) break;
       const r = await Replicator.open({ ...spec, pool: this.#pool, log: this.#o.log });
       this.replicators.push(r);
       this.#specs.set(r, spec);
-      this.#byWal.set(`${spec.dbPath}-wal`, r);
     }
-    if (this.#o.watch !== false) this.#startWatcher();
     this.#schedule();
-  }
-
-  #startWatcher(): void {
-    const dirs = [
-      ...new Set(this.#o.databases.map((d) => d.dbPath.slice(0, d.dbPath.lastIndexOf("/")) || "/")),
-    ];
-    try {
-      this.#watcher = Deno.watchFs(dirs, { recursive: false });
-    } catch (e) {
-      this.#o.log.warn("file watching unavailable; polling only", { error: String(e) });
-      return;
-    }
-    (async () => {
-      try {
-        for await (const ev of this.#watcher!) {
-          for (const p of ev.paths) {
-            const r = this.#byWal.get(p);
-            if (r) this.#dirty(r);
-          }
-        }
-      } catch {
-        // The watcher closed (shutdown) or failed; polling continues.
-      }
-    })();
   }
 
   /** A change was seen: sync now if the batching window allows, else at its end. */
@@ -93,26 +79,38 @@ export class Store {
         db: this.#specs.get(r)!.dbPath,
         error: e instanceof Error ? e.message : String(e),
       });
-    }).finally(() => this.#running.delete(r));
+    }).finally(() => {
+      this.#running.delete(r);
+      this.#checkFailed(r);
+    });
   }
 
-  /** The polling fallback and periodic work: one timer for all databases. */
+  #checkFailed(r: Replicator): void {
+    if (!r.failed || this.#reported.has(r)) return;
+    this.#reported.add(r);
+    if (this.replicators.every((x) => x.failed)) {
+      this.#allFailed(
+        new DatabaseError(
+          this.replicators.length === 1
+            ? r.failed.message
+            : `every database stopped replicating; last: ${r.failed.message}`,
+        ),
+      );
+    }
+  }
+
+  /** The poll: one timer for all databases; a `stat` of each `-wal` per tick. */
   #schedule(): void {
     const tick = Math.min(1000, ...this.#o.databases.map((d) => d.sync.walSyncIntervalMs));
-    const loop = async () => {
+    const loop = () => {
       if (this.#stopped) return;
       const now = Date.now();
       for (const r of this.replicators) {
-        const interval = this.#specs.get(r)!.sync.walSyncIntervalMs;
         r.kickUpload();
         if (this.#running.has(r) || this.#pending.has(r)) continue;
-        let changed = false;
-        try {
-          changed = await r.walChanged();
-        } catch { /* the sync will report it */ }
-        // Periodic sync also drives checkpoints and snapshots when nothing changed.
-        if (changed) this.#dirty(r);
-        else if (now - r.lastSyncAt >= Math.max(interval, 1000)) this.#run(r);
+        const seen = r.poll(now);
+        if (seen === "changed") this.#dirty(r);
+        else if (seen === "due") this.#run(r);
       }
       if (!this.#stopped) this.#timer = setTimeout(loop, tick);
     };
@@ -140,9 +138,6 @@ export class Store {
     clearTimeout(this.#timer);
     for (const t of this.#pending.values()) clearTimeout(t);
     this.#pending.clear();
-    try {
-      this.#watcher?.close();
-    } catch { /* already closed */ }
     await this.syncAll();
     await Promise.all(this.replicators.map((r) => r.stop().catch(() => {})));
     const deadline = Date.now() + drainMs;

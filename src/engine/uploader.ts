@@ -49,6 +49,11 @@ export interface UploadQueueOptions {
     p: { database: string; error?: string; attempts?: number; context?: Record<string, unknown> },
   ) => void;
   stats: { uploads: number; uploadErrors: number };
+  /**
+   * The file backend only: the previous level-0 file we uploaded is gone from the replica (its
+   * folder was deleted or replaced). Uploads stop until the replicator reconciles.
+   */
+  onReplicaLost?: (key: string) => void;
 }
 
 /** The ordered upload queue of one database. */
@@ -62,6 +67,10 @@ export class UploadQueue {
   #backoffMs = 0;
   /** The last level-0 file uploaded: kept locally as the position record until the next one. */
   #lastL0: LocalLtx | undefined;
+  /** Uploads wait while true (until the replicator has compared the replica with local state). */
+  #held = true;
+  /** Waiters for a file's upload, by local path. */
+  #waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
 
   constructor(o: UploadQueueOptions) {
     this.#o = o;
@@ -75,6 +84,57 @@ export class UploadQueue {
   /** The next file to upload. */
   get first(): LocalLtx | undefined {
     return this.#files[0];
+  }
+
+  /** The queued files, in upload order. */
+  get files(): readonly LocalLtx[] {
+    return this.#files;
+  }
+
+  /** The newest level-0 file already uploaded, while kept locally. */
+  get lastUploaded(): LocalLtx | undefined {
+    return this.#lastL0;
+  }
+
+  /** Hold (true) or release (false) uploads. */
+  set held(v: boolean) {
+    this.#held = v;
+    if (!v) this.kick();
+  }
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /** Resolves when the file at `path` has been uploaded; rejects if it is dropped first. */
+  whenUploaded(path: string): Promise<void> {
+    if (!this.#files.some((f) => f.path === path)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const list = this.#waiters.get(path) ?? [];
+      list.push({ resolve, reject });
+      this.#waiters.set(path, list);
+    });
+  }
+
+  /**
+   * Forget every queued file and the uploaded one (the replica will get a new snapshot instead)
+   * and delete them locally; waits for an upload in flight first.
+   */
+  async clear(): Promise<void> {
+    await this.#running;
+    for (const f of this.#files) {
+      await removeIfExists(f.path);
+      this.#settle(f.path, new Error("dropped from the upload queue: a new snapshot replaces it"));
+    }
+    this.#files = [];
+    if (this.#lastL0) await removeIfExists(this.#lastL0.path);
+    this.#lastL0 = undefined;
+  }
+
+  #settle(path: string, error?: Error): void {
+    const list = this.#waiters.get(path);
+    if (!list) return;
+    this.#waiters.delete(path);
+    for (const w of list) error ? w.reject(error) : w.resolve();
   }
 
   /**
@@ -98,7 +158,7 @@ export class UploadQueue {
 
   /** Start uploading in the background (no-op while running or backing off). */
   kick(): void {
-    if (this.#running || this.#files.length === 0) return;
+    if (this.#held || this.#running || this.#files.length === 0) return;
     if (Date.now() < this.#nextAt) return;
     this.#running = this.#upload().finally(() => (this.#running = undefined));
   }
@@ -108,6 +168,7 @@ export class UploadQueue {
     while (this.#files.length > 0) {
       if (Date.now() >= deadline) return false;
       this.#nextAt = 0;
+      if (this.#held) return false;
       this.kick();
       if (this.#running) {
         await Promise.race([this.#running, sleep(Math.max(0, deadline - Date.now()))]);
@@ -121,10 +182,11 @@ export class UploadQueue {
   async #upload(): Promise<void> {
     const { replica, prefix, pool, log, state } = this.#o;
     const record = this.#o.meta;
-    while (this.#files.length > 0) {
+    while (this.#files.length > 0 && !this.#held) {
       const f = this.#files[0];
       const key = ltxKey(replica.kind, prefix, f.level, f.minTXID, f.maxTXID);
       try {
+        if (await this.#replicaLost()) return;
         const timestamp = f.timestamp ?? (await state.readHeader(f.path)).timestamp;
         await pool.run(async () => {
           const body = f.size <= UPLOAD_IN_MEMORY_MAX
@@ -158,7 +220,24 @@ export class UploadQueue {
       } else {
         await removeIfExists(f.path);
       }
+      this.#settle(f.path);
     }
+  }
+
+  /**
+   * On the file backend a stat is cheap: before each upload, check that the level-0 file we
+   * uploaded last is still there, so a deleted replica folder is noticed at once instead of
+   * being recreated by the next put with a chain nobody can restore.
+   */
+  async #replicaLost(): Promise<boolean> {
+    const { replica, prefix } = this.#o;
+    const last = this.#lastL0;
+    if (replica.kind !== "file" || !last || !this.#o.onReplicaLost) return false;
+    const key = ltxKey(replica.kind, prefix, 0, last.minTXID, last.maxTXID);
+    if ((await replica.storage.head(key)) !== undefined) return false;
+    this.#held = true;
+    this.#o.onReplicaLost(key);
+    return true;
   }
 
   /** Back off; log and alert once per failure episode, not per attempt. */

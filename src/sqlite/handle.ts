@@ -218,6 +218,29 @@ export class SqliteHandle {
   }
 
   /**
+   * `PRAGMA wal_checkpoint(TRUNCATE)` on the writer connection, not waiting for any lock (busy
+   * timeout 0 for the call). Safe while the reader holds its read lock: SQLite truncates only a
+   * WAL that is wholly backfilled with no reader inside it, and a read lock taken when every
+   * frame was copied blocks the backfill of anything newer. Call outside the write barrier.
+   */
+  truncateWalIfIdle(timeoutMs: number): CheckpointResult {
+    this.#noBarrier("truncate the WAL");
+    return sqlite(this.path, "checkpoint TRUNCATE", () => {
+      this.#writer.exec("PRAGMA busy_timeout=0");
+      try {
+        const row = this.#writer.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+        return {
+          busy: Number(row?.busy),
+          log: Number(row?.log),
+          checkpointed: Number(row?.checkpointed),
+        };
+      } finally {
+        this.#writer.exec(`PRAGMA busy_timeout=${Math.max(0, Math.floor(timeoutMs))}`);
+      }
+    });
+  }
+
+  /**
    * Take the database write lock (BEGIN IMMEDIATE on the writer connection; Litestream inserts an
    * uncommitted `_litestream_lock` row for the same effect), so no application commit can land
    * until releaseWriteBarrier() or commitWriteBarrier(). Blocks writers: keep it short. Use with

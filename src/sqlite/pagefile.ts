@@ -13,7 +13,9 @@
  * of the descriptor and close it afterwards, which drops the locks just the same. On the database
  * file use only synchronous calls (readAtSync, statSync); readAt and DbFileReader do. Async calls
  * on the `-wal` file are harmless (SQLite puts no POSIX locks on it); never open `-shm` at all.
- * Path-based calls that open nothing (Deno.stat, Deno.realPath, watchFs) are safe; Deno.readFile,
+ * Path-based calls that open nothing (Deno.stat, Deno.realPath) are safe. Deno.watchFs is NOT:
+ * its watcher thread opens and closes the files in the folders it watches (seen with strace), so
+ * never watch a folder holding a replicated database (docs/decisions.md). Deno.readFile,
  * Deno.copyFile or Deno.open(...).close() on the database file are not.
  */
 
@@ -50,6 +52,13 @@ export function readAtSync(file: Deno.FsFile, offset: number, buf: Uint8Array): 
 
 /** Keeps the readers alive (and unclosed) for the life of the process, keyed by real path. */
 const readers = new Map<string, DbFileReader>();
+/** Readers of files that were replaced under their path: kept open, never used again. */
+const retired: DbFileReader[] = [];
+
+/** True when two stats describe the same file (device and inode). */
+export function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
 
 /**
  * The process-wide read handle on one database file. Opened once, never closed in production
@@ -81,6 +90,12 @@ export class DbFileReader {
     try {
       const real = Deno.realPathSync(path);
       let reader = readers.get(real);
+      if (reader && !sameFile(reader.file.statSync(), Deno.statSync(real))) {
+        // The path names a new file now (a restore or deploy replaced it): the old descriptor
+        // stays open (closing it would drop locks on the old inode) and a new one is opened.
+        retired.push(reader);
+        reader = undefined;
+      }
       if (!reader) {
         reader = new DbFileReader(real, Deno.openSync(real, { read: true }));
         readers.set(real, reader);

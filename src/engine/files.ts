@@ -1,0 +1,96 @@
+/**
+ * The files of one watched database, each opened once and never closed (DESIGN.md §3): the
+ * single-watcher lock, the two SQLite connections (holding the read lock), walrust's own read
+ * descriptors on the database and the `-wal`, and the identity (device, inode) of each path, so
+ * that a file deleted or replaced under us is noticed instead of read stale.
+ */
+import { SqliteHandle } from "../sqlite/handle.ts";
+import { DbFileReader, sameFile } from "../sqlite/pagefile.ts";
+import { lockWatched, type WatchLock } from "../sqlite/watchlock.ts";
+import { DatabaseError } from "../errors.ts";
+
+/** What changed under a path since the files were opened. */
+export type FileChange =
+  | "database-gone"
+  | "database-replaced"
+  | "wal-replaced"
+  | "shm-replaced";
+
+/** Sets whose paths were replaced: kept reachable and open for the life of the process. */
+const retired: WatchedFiles[] = [];
+
+/** The held files of one database. */
+export class WatchedFiles {
+  private constructor(
+    readonly dbPath: string,
+    readonly h: SqliteHandle,
+    readonly db: DbFileReader,
+    readonly wal: Deno.FsFile,
+    readonly lock: WatchLock,
+    readonly pageSize: number,
+    /** The `-shm` as SQLite opened it (walrust never opens it: see pagefile.ts). */
+    readonly shm: Deno.FileInfo,
+  ) {}
+
+  /**
+   * Lock the database, open the SQLite connections (WAL mode required), create Litestream's
+   * tables if missing and take the read lock, then open the `-wal` and note every identity.
+   */
+  static open(dbPath: string, busyTimeoutMs: number): WatchedFiles {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.statSync(dbPath);
+    } catch {
+      throw new DatabaseError(`database file not found: ${dbPath}`);
+    }
+    if (!st.isFile) throw new DatabaseError(`not a database file: ${dbPath}`);
+    const db = DbFileReader.openSync(dbPath);
+    const lock = lockWatched(db, dbPath);
+    try {
+      const h = SqliteHandle.open(dbPath, { busyTimeoutMs });
+      const pageSize = h.pageSize();
+      h.ensureLitestreamTables();
+      h.beginReadLock();
+      // The read transaction made SQLite open (or create) both files.
+      const wal = Deno.openSync(`${dbPath}-wal`, { read: true });
+      const shm = Deno.statSync(`${dbPath}-shm`);
+      return new WatchedFiles(dbPath, h, db, wal, lock, pageSize, shm);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  /** Compare every path with the file held (stat vs fstat: device, inode, link count). */
+  check(): FileChange | undefined {
+    const path = statOrUndefined(this.dbPath);
+    if (!path) return "database-gone";
+    const held = this.db.file.statSync();
+    if (!sameFile(path, held) || held.nlink === 0) return "database-replaced";
+    const wal = statOrUndefined(`${this.dbPath}-wal`);
+    const heldWal = this.wal.statSync();
+    if (!wal || !sameFile(wal, heldWal) || heldWal.nlink === 0) return "wal-replaced";
+    const shm = statOrUndefined(`${this.dbPath}-shm`);
+    if (!shm || !sameFile(shm, this.shm)) return "shm-replaced";
+    return undefined;
+  }
+
+  /**
+   * Stop using this set (its paths name other files now): release the lock and keep every
+   * descriptor and connection open. Closing a connection on a replaced database would make SQLite
+   * checkpoint the OLD WAL and delete the `-wal` BY PATH, i.e. the new database's.
+   */
+  retire(): void {
+    this.lock.release();
+    retired.push(this);
+  }
+}
+
+function statOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
