@@ -18,18 +18,32 @@ export { type LtxSummary, verifyLtx } from "./src/ltx/decoder.ts";
 export * from "./src/errors.ts";
 
 import { databasePrefix, type Replica } from "./src/storage/open.ts";
-import { planRestore, type Target } from "./src/restore/plan.ts";
-import { applyPlan, type RestoreResult } from "./src/restore/apply.ts";
+import type { Target } from "./src/restore/plan.ts";
+import type { RestoreResult } from "./src/restore/apply.ts";
+import { type FallbackInfo, restoreWithFallback } from "./src/restore/run.ts";
 
-/** Restore database `name` from `replica` into `outPath` at `target` (latest, TXID or time). */
+/**
+ * Restore database `name` from `replica` into `outPath` at `target` (latest, TXID or time),
+ * planning around LTX files found corrupt (each reported through `onFallback`).
+ */
 export async function restore(
   replica: Replica,
   name: string,
   outPath: string,
   target: Target = { kind: "latest" },
-  opts: { force?: boolean } = {},
+  opts: {
+    force?: boolean;
+    /** Verify the recorded database checksum (default true). */
+    checkRecordedChecksum?: boolean;
+    onFallback?: (info: FallbackInfo) => void;
+  } = {},
 ): Promise<RestoreResult> {
   const prefix = databasePrefix(replica, name);
-  const plan = await planRestore(replica.storage, replica.kind, prefix, target);
-  return await applyPlan(replica.storage, plan, outPath, { force: opts.force, integrity: "full" });
+  return await restoreWithFallback(replica.storage, replica.kind, prefix, target, outPath, {
+    force: opts.force,
+    integrity: "full",
+    checkRecordedChecksum: opts.checkRecordedChecksum,
+    replicaRoot: replica.fileRoot,
+    onFallback: opts.onFallback,
+  });
 }

@@ -39,7 +39,11 @@ ${BUCKET_HELP}
       --txid N            restore exactly to TXID N (decimal, 0x-hex, or 16 hex digits)
       --point-in-time T   restore to the state at time T: RFC 3339 (2026-01-02T03:04:05Z) or
                           relative (-15m, -2h, -1d)
-      --force             replace an existing OUT
+      --force             replace an existing OUT (never a database a running walrust
+                          replicates, nor a path inside a file replica)
+      --no-checksum-record
+                          restore even when the result disagrees with the database checksum
+                          walrust recorded with the last file (the LTX files still verify)
       --dry-run           print the plan and exit
       --json              print a JSON summary`,
     run: async (a: string[], c: CliContext) => (await import("./restore.ts")).runRestore(a, c),

@@ -7,7 +7,7 @@ import { loadConfig } from "../config/load.ts";
 import { databasePrefix } from "../storage/open.ts";
 import { parseTarget } from "../restore/time.ts";
 import { planRestore } from "../restore/plan.ts";
-import { applyPlan } from "../restore/apply.ts";
+import { type FallbackInfo, restoreWithFallback } from "../restore/run.ts";
 import { resolve } from "node:path";
 
 const OPTIONS = {
@@ -17,6 +17,7 @@ const OPTIONS = {
   "point-in-time": { type: "string" },
   timestamp: { type: "string" }, // Litestream's spelling
   force: { type: "boolean" },
+  "no-checksum-record": { type: "boolean" },
   "dry-run": { type: "boolean" },
   json: { type: "boolean" },
 } as const;
@@ -41,7 +42,9 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
   const config = await loadConfig(ctx.configPath);
   const hooks = webhookSender(config);
   try {
-    return await restoreWith(name, out, target, flags, ctx, config, hooks);
+    const code = await restoreWith(name, out, target, flags, ctx, config, hooks);
+    await hooks.flush(5_000); // corruption planned around is reported even when the restore succeeds
+    return code;
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
     if (e instanceof IntegrityError) hooks.send("corruption_detected", { database: name, error });
@@ -63,8 +66,8 @@ async function restoreWith(
   const replica = await replicaFromFlags("restore", flags, ctx, config, hooks);
   const prefix = databasePrefix(replica, name);
   const started = Date.now();
-  const plan = await planRestore(replica.storage, replica.kind, prefix, target);
   if (flags["dry-run"]) {
+    const plan = await planRestore(replica.storage, replica.kind, prefix, target);
     if (flags.json) ctx.out(JSON.stringify({ txid: plan.txid, files: plan.files }, null, 2));
     else {
       ctx.out(`restore plan for ${name}: TXID ${plan.txid}, ${plan.files.length} file(s)`);
@@ -72,15 +75,29 @@ async function restoreWith(
     }
     return 0;
   }
-  if (plan.clampedToLatest) {
+  const onFallback = (f: FallbackInfo) => {
+    ctx.err(`note: ${f.key} is corrupt (${f.reason}); restoring without it from ${describe(f)}`);
+    hooks.send("corruption_detected", { database: name, error: `${f.key}: ${f.reason}` });
+  };
+  const result = await restoreWithFallback(
+    replica.storage,
+    replica.kind,
+    prefix,
+    target,
+    resolve(out!),
+    {
+      force: Boolean(flags.force),
+      integrity: "full",
+      checkRecordedChecksum: !flags["no-checksum-record"],
+      replicaRoot: replica.fileRoot,
+      onFallback,
+    },
+  );
+  if (result.plan.clampedToLatest) {
     ctx.err(
-      `note: the requested time is after the newest backup; restoring the latest state (TXID ${plan.txid})`,
+      `note: the requested time is after the newest backup; restored the latest state (TXID ${result.txid})`,
     );
   }
-  const result = await applyPlan(replica.storage, plan, resolve(out!), {
-    force: Boolean(flags.force),
-    integrity: "full",
-  });
   const ms = Date.now() - started;
   if (flags.json) {
     ctx.out(JSON.stringify({
@@ -99,4 +116,11 @@ async function restoreWith(
     );
   }
   return 0;
+}
+
+/** The fallback plan in a few words: its base and how many files follow it. */
+function describe(f: FallbackInfo): string {
+  const [first, ...rest] = f.plan.files;
+  const base = first.level === 9 ? `snapshot ${first.key}` : first.key;
+  return rest.length === 0 ? base : `${base} and ${rest.length} later file(s)`;
 }

@@ -1,6 +1,6 @@
 /** Restore application: stream a plan's pages into a temp file, verify, fsync, rename. */
 
-import { dirname } from "node:path";
+import { basename, dirname, isAbsolute, join, relative } from "node:path";
 import { DatabaseError, IntegrityError, RestoreError } from "../errors.ts";
 import { LtxDecoder } from "../ltx/decoder.ts";
 import { lockPgno, type LtxHeader } from "../ltx/header.ts";
@@ -8,6 +8,7 @@ import { formatHex64, formatTXID as txidHex } from "../ltx/names.ts";
 import { DatabaseChecksum } from "../ltx/checksum.ts";
 import { POST_APPLY_CHECKSUM_META } from "../storage/layout.ts";
 import { integrityCheck } from "../sqlite/handle.ts";
+import { isWatched } from "../sqlite/watchlock.ts";
 import type { Storage } from "../storage/port.ts";
 import type { LtxFileRef, RestorePlan } from "./plan.ts";
 import { fsyncDir } from "../fsutil.ts";
@@ -30,6 +31,29 @@ export interface ApplyOptions {
   integrity?: "full" | "quick" | "none";
   /** Called as LTX bytes are consumed: (bytes read so far, total bytes of the plan). */
   onProgress?(done: number, total: number): void;
+  /**
+   * Prove the result against the database checksum walrust recorded with the plan's last file
+   * (`walrust-post-apply-checksum`); default true. False restores a database whose LTX files
+   * verified although the record disagrees.
+   */
+  checkRecordedChecksum?: boolean;
+  /** A file replica's root directory: an output inside it is refused (it could overwrite the backup). */
+  replicaRoot?: string;
+}
+
+/**
+ * One file of the plan is corrupt (bad checksum, undecodable page, header that contradicts its key
+ * or the chain). `key` names the object, so a restore can be planned without it; `reason` is the
+ * defect without the key.
+ */
+export class CorruptFileError extends IntegrityError {
+  readonly key: string;
+  readonly reason: string;
+  constructor(key: string, reason: string, options?: ErrorOptions & { note?: string }) {
+    super(`${key}: ${reason}${options?.note ? `; ${options.note}` : ""}`, options);
+    this.key = key;
+    this.reason = reason;
+  }
 }
 
 const SIDECARS = ["-wal", "-shm", "-journal"];
@@ -48,20 +72,24 @@ export async function applyPlan(
 ): Promise<RestoreResult> {
   if (plan.files.length === 0) throw new RestoreError("restore plan has no files");
   const dir = dirname(outPath);
-  await checkOutput(outPath, dir, opts.force ?? false);
+  await checkRestoreOutput(outPath, opts);
 
   const tmp = `${outPath}.tmp-${randomHex(8)}`;
   let file: Deno.FsFile | undefined;
   try {
     file = await Deno.open(tmp, { createNew: true, write: true, read: true });
     const state = await writePages(storage, plan, file, opts.onProgress);
-    await verifyRecordedChecksum(storage, plan, file, state.commit, state.pageSize);
+    if (opts.checkRecordedChecksum ?? true) {
+      await verifyRecordedChecksum(storage, plan, file, state.commit, state.pageSize);
+    }
     await file.sync();
     file.close();
     file = undefined;
 
     checkIntegrity(tmp, opts.integrity ?? "full");
     await removeSidecars(tmp);
+    // A watcher may have started on the output while the restore ran.
+    refuseWatched(outPath);
     if (opts.force) {
       // Stale -wal/-shm of the old file must go first, or SQLite would apply a foreign WAL.
       await removeSidecars(outPath);
@@ -88,15 +116,69 @@ export async function applyPlan(
   }
 }
 
-/** The output's directory must exist; an existing output or sidecar needs force. */
-async function checkOutput(outPath: string, dir: string, force: boolean): Promise<void> {
-  const d = await statOrUndefined(dir);
+/**
+ * Refuse an output restore must not write (RestoreError, exit 6): its directory must exist; it
+ * must not be a database a running walrust replicates, nor lie inside the file replica's root
+ * (`replicaRoot`); an existing output or sidecar needs `force`. applyPlan runs it too; call it
+ * first to fail before any planning.
+ */
+export async function checkRestoreOutput(
+  outPath: string,
+  opts: { force?: boolean; replicaRoot?: string } = {},
+): Promise<void> {
+  const dir = dirname(outPath);
+  // stat, not lstat: a directory reached through a symlink is a directory.
+  const d = await statOrUndefined(dir, true);
   if (!d?.isDirectory) {
     throw new RestoreError(`output directory ${dir} does not exist`);
   }
+  refuseWatched(outPath);
+  if (opts.replicaRoot !== undefined) await refuseInsideReplica(outPath, opts.replicaRoot);
   const out = await statOrUndefined(outPath);
   if (out?.isDirectory) throw new RestoreError(`output ${outPath} is a directory`);
-  if (!force) await refuseExisting(outPath);
+  if (!opts.force) await refuseExisting(outPath);
+}
+
+/** Replacing a live database (and dropping its -wal) under a running watcher would corrupt it. */
+function refuseWatched(outPath: string): void {
+  let watched: boolean;
+  try {
+    // isWatched follows a symlink to the file it names: the lock is keyed by that file.
+    watched = isWatched(outPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
+    throw new RestoreError(
+      `cannot check whether ${outPath} is being replicated: permission denied`,
+      { cause: e },
+    );
+  }
+  if (watched) {
+    throw new RestoreError(
+      `${outPath} is being replicated by a running walrust process; stop it first ` +
+        "(restoring over a live database would corrupt it)",
+    );
+  }
+}
+
+/**
+ * The output, with its directory's symlinks resolved (and its own, if it exists), must not lie
+ * inside the replica's root: a restore there could overwrite an LTX file.
+ */
+async function refuseInsideReplica(outPath: string, root: string): Promise<void> {
+  const realRoot = await realPathOrUndefined(root);
+  if (realRoot === undefined) return; // no replica directory: nothing in it to overwrite
+  const resolved = [join(await Deno.realPath(dirname(outPath)), basename(outPath))];
+  const target = await realPathOrUndefined(outPath);
+  if (target !== undefined) resolved.push(target);
+  for (const p of resolved) {
+    const rel = relative(realRoot, p);
+    if (rel === ".." || rel.startsWith("../") || isAbsolute(rel)) continue;
+    const via = p === outPath ? "" : ` (resolved: ${p})`;
+    throw new RestoreError(
+      `output ${outPath}${via} lies inside the file replica ${root}; restoring there could ` +
+        "overwrite the backup: choose an output outside it",
+    );
+  }
 }
 
 async function refuseExisting(outPath: string): Promise<void> {
@@ -157,8 +239,8 @@ async function writePages(
     lastKey = ref.key;
     const src = count(await storage.get(ref.key));
     try {
-      // The decoder prefixes its errors with the key; checkChain names it itself.
-      const dec = await LtxDecoder.open(src, { name: ref.key });
+      // Unnamed: CorruptFileError puts the key in front of the decoder's own message.
+      const dec = await LtxDecoder.open(src);
       const h = dec.header;
       checkChain(ref, h, prev);
       writer ??= new RunWriter(file, h.pageSize);
@@ -171,6 +253,12 @@ async function writePages(
       await file.truncate(h.commit * h.pageSize);
       written.truncate(h.commit);
       prev = h;
+    } catch (e) {
+      // Integrity failures inside one file are that file's; storage failures are not.
+      if (e instanceof IntegrityError && !(e instanceof CorruptFileError)) {
+        throw new CorruptFileError(ref.key, e.message, { cause: e });
+      }
+      throw e;
     } finally {
       // The decoder stops pulling on an error; closing the stream releases the object's handle.
       await src.return(undefined);
@@ -193,7 +281,7 @@ async function writePages(
 
 /** The header must match its key and continue the previous file without a gap. */
 function checkChain(ref: LtxFileRef, h: LtxHeader, prev: LtxHeader | undefined): void {
-  const bad = (msg: string) => new IntegrityError(`${ref.key}: ${msg}`);
+  const bad = (msg: string) => new CorruptFileError(ref.key, msg);
   if (h.minTXID !== ref.minTXID || h.maxTXID !== ref.maxTXID) {
     throw bad(
       `header holds TXIDs ${txidHex(h.minTXID)}-${txidHex(h.maxTXID)}, the key names ` +
@@ -334,9 +422,18 @@ async function removeQuietly(path: string): Promise<void> {
   }
 }
 
-async function statOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+async function realPathOrUndefined(path: string): Promise<string | undefined> {
   try {
-    return await Deno.lstat(path);
+    return await Deno.realPath(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+async function statOrUndefined(path: string, follow = false): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await (follow ? Deno.stat(path) : Deno.lstat(path));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
@@ -381,8 +478,10 @@ async function verifyRecordedChecksum(
   }
   const actual = formatHex64(sum.value());
   if (actual !== recorded) {
+    // Not a CorruptFileError: every file verified, so no other plan would be more trustworthy.
     throw new IntegrityError(
-      `restored database checksum ${actual} does not match ${recorded} recorded with ${last.key}`,
+      `restored database checksum ${actual} does not match ${recorded} recorded with ${last.key} ` +
+        "(the LTX files themselves verified; to restore anyway: --no-checksum-record)",
     );
   }
 }

@@ -101,6 +101,14 @@ function where(storage: Storage, prefix: string): string {
   return p === "" ? storage.description : `${storage.description}/${p}`;
 }
 
+/** Options for planRestore. */
+export interface PlanOptions {
+  /** Header reads in flight at once (time targets); default 16. */
+  concurrency?: number;
+  /** Keys the plan must not use (files found corrupt); they still count as present for messages. */
+  exclude?: ReadonlySet<string>;
+}
+
 /**
  * Choose the files for `target` (Litestream's CalcRestorePlan, spec §4.1): the newest usable
  * level-9 snapshot, then greedy extension over levels 8..0. Header timestamps are read only
@@ -111,7 +119,7 @@ export async function planRestore(
   kind: LayoutKind,
   prefix: string,
   target: Target,
-  opts: { concurrency?: number } = {},
+  opts: PlanOptions = {},
 ): Promise<RestorePlan> {
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
   const all = await listLtxFiles(storage, kind, prefix);
@@ -126,7 +134,7 @@ export async function planRestore(
   };
 
   const levels: LtxFileRef[][] = Array.from({ length: SNAPSHOT_LEVEL + 1 }, () => []);
-  for (const f of all) levels[f.level].push(f);
+  for (const f of all) if (!opts.exclude?.has(f.key)) levels[f.level].push(f);
 
   // Base: the newest snapshot within the target. Scan newest first, a batch at a time.
   const snapshots = levels[SNAPSHOT_LEVEL]

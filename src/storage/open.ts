@@ -14,6 +14,8 @@ export interface Replica {
   basePrefix: string;
   /** For messages: the URL as the user gave it, without credentials. */
   url: string;
+  /** A file replica's root directory (absolute); none for S3. Restores must not write inside it. */
+  fileRoot?: string;
 }
 
 /** S3 settings that flags or config may add to an s3:// URL. */
@@ -46,7 +48,8 @@ export async function openReplica(
 async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
   const parsed = parseBucketUrl(url);
   if (parsed.kind === "file") {
-    return { storage: new FileStorage(parsed.root), kind: "file", basePrefix: parsed.prefix, url };
+    const storage = new FileStorage(parsed.root);
+    return { storage, kind: "file", basePrefix: parsed.prefix, url, fileRoot: storage.root };
   }
   const { openS3Storage } = await import("./s3.ts");
   const storage = await openS3Storage({

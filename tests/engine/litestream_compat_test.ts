@@ -25,8 +25,9 @@ async function sha256(path: string): Promise<string> {
 /** Copy the replica without modification times, as a git checkout does. */
 async function copyReplica(): Promise<{ dir: string; bucket: string }> {
   const dir = await Deno.makeTempDir({ prefix: "walrust-compat-" });
-  await copyTree(`${SET}replica`, `${dir}/ls`);
-  return { dir, bucket: `file://${dir}` };
+  // The replica lives in its own folder: restore refuses an output inside the replica.
+  await copyTree(`${SET}replica`, `${dir}/bucket/ls`);
+  return { dir, bucket: `file://${dir}/bucket` };
 }
 
 Deno.test("walrust restore reproduces Litestream's replica byte for byte: latest and every recorded moment", async () => {
