@@ -362,3 +362,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "s3: a first start while the storage is unreachable starts, replicates locally, and uploads when it returns",
+  ignore: !cfg,
+  async fn() {
+    const c = cfg!;
+    const { dir, db, bucket, config, cleanup } = await setup(c);
+    const target = new URL(c.endpoint);
+    const proxy = TcpProxy.start({ hostname: target.hostname, port: Number(target.port || 80) });
+    proxy.block();
+    const w = await SqliteWriter.start(db);
+    const watch = new WalrustProcess(watchArgs(config, db, bucket, ["--endpoint", proxy.url]), {
+      env: env(c, proxy.url),
+    });
+    try {
+      await w.exec(SCHEMA);
+      await watch.waitFor("replica unreachable; replicating locally", 60_000);
+      await watch.waitFor("replicating", 60_000);
+      for (let i = 0; i < 20; i++) await w.exec(`INSERT INTO t (v, n) VALUES ('down ${i}', ${i})`);
+      proxy.unblock();
+      await watch.waitFor("replica reachable again", 60_000);
+      await waitCaughtUp(db, undefined, "app.db", 60_000);
+      assert.equal(
+        await restoreAndDump(bucket, "app.db", `${dir}/r.db`, [], env(c)),
+        await dumpContent(db),
+      );
+    } finally {
+      watch.kill("SIGTERM");
+      assert.equal(await watch.wait(), 0, watch.stderr);
+      proxy.close();
+      await w.close();
+      await cleanup();
+    }
+  },
+});

@@ -272,3 +272,41 @@ Deno.test("integrityCheck: ok for a sound copy, not ok for a damaged one, no sid
     assert.throws(() => integrityCheck(`${dir}/check/none.db`), DatabaseError);
   });
 });
+
+Deno.test("truncateWalIfIdle truncates only a wholly backfilled WAL with nothing appended since our read lock", async () => {
+  await withTemp(async (dir) => {
+    const path = `${dir}/app.db`;
+    const w = await app(path);
+    const h = SqliteHandle.open(path, { busyTimeoutMs: 2000 });
+    const wal = () => walSize(path);
+    try {
+      h.ensureLitestreamTables();
+      await insert(w, 3);
+      h.beginReadLock();
+      await insert(w, 3); // frames past our read mark
+      const before = await wal();
+      assert.equal(h.truncateWalIfIdle(2000).busy, 1, "frames past our mark: refused");
+      assert.equal(await wal(), before);
+
+      // Our checkpoint window: everything backfilled while no app commit can land.
+      h.beginWriteBarrier();
+      const ck = h.checkpoint("PASSIVE");
+      h.releaseWriteBarrier();
+      assert.equal(ck.log, ck.checkpointed);
+      assert.equal(h.holdsReadLock(), true);
+      assert.equal(h.truncateWalIfIdle(2000).busy, 0);
+      assert.equal(await wal(), 0, "truncated");
+
+      await insert(w, 2); // appended after our read lock: never backfilled behind our back
+      const grown = await wal();
+      assert.ok(grown > 0);
+      assert.equal(h.truncateWalIfIdle(2000).busy, 1);
+      assert.equal(await wal(), grown);
+      assert.equal((await w.checkpoint("TRUNCATE")).busy, 1, "nor by the app");
+      assert.deepEqual(await w.query("SELECT count(*) FROM t"), [[8]]);
+    } finally {
+      h.closeUnsafeForTests();
+      await w.kill();
+    }
+  });
+});
