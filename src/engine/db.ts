@@ -222,6 +222,11 @@ export class Replicator {
           db: this.#o.dbPath,
           error: e.message,
         });
+        this.#o.notify?.("upload_failed", {
+          database: this.name,
+          error: e.message,
+          context: { pending: this.#uploads.length, phase: "listing the replica" },
+        });
       }
       this.#reconcileBackoffMs = Math.min(Math.max(this.#reconcileBackoffMs * 2, 1000), 30_000);
       this.#reconcileAt = Date.now() + this.#reconcileBackoffMs;

@@ -82,10 +82,10 @@ export async function resumePosition(
   // Re-read the WAL up to the position: proves the frames are the ones we copied (salts and
   // checksum chain) and rebuilds the page index needed for snapshots and growth pages.
   const end = h.walOffset + h.walSize;
-  const scan = await scanWal(wal, hdr, {
-    offset: WAL_HEADER_SIZE,
-    maxBytes: end - WAL_HEADER_SIZE,
-  });
+  // (A position at the very start of the WAL has no frames to re-read.)
+  const scan = end > WAL_HEADER_SIZE
+    ? await scanWal(wal, hdr, { offset: WAL_HEADER_SIZE, maxBytes: end - WAL_HEADER_SIZE })
+    : { endOffset: end, checksum: undefined, pages: new Map<number, number>() };
   if (scan.endOffset !== end) {
     return { position: p, snapshotReason: `WAL no longer holds the frames up to offset ${end}` };
   }
