@@ -16,9 +16,7 @@
  *   (reconcile.ts); a replica that is ahead, diverged or lost files gets a new snapshot under a
  *   TXID above everything in it.
  */
-import { readWalHeader, scanWal, walFrameSize, type WalHeader } from "../sqlite/wal.ts";
-import { HEADER_FLAG_NO_CHECKSUM, lockPgno, type LtxHeader } from "../ltx/header.ts";
-import { DatabaseChecksum } from "../ltx/checksum.ts";
+import { readWalHeader, scanWal, type WalHeader, type WalScan } from "../sqlite/wal.ts";
 import { formatHex64 } from "../ltx/names.ts";
 import type { SyncSettings } from "../config/schema.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
@@ -26,14 +24,15 @@ import type { Replica } from "../storage/open.ts";
 import { listDbFiles } from "../storage/replica.ts";
 import { DatabaseError, StorageError, WalrustError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import { type LocalMeta, LocalState, LtxFileWriter } from "./localstate.ts";
+import { type LocalMeta, LocalState } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
 import { UploadPool, UploadQueue } from "./uploader.ts";
 import { type FileChange, WatchedFiles } from "./files.ts";
 import { Position, resumePosition, WAL_HEADER_SIZE } from "./position.ts";
 import { reconcile } from "./reconcile.ts";
-import { streamAllPages } from "./snapshot.ts";
-import { checkpointDue } from "./checkpoint.ts";
+import { writeFullCopies } from "./snapshot.ts";
+import { writeL0 } from "./l0.ts";
+import { checkpointDue, checkpointWindow } from "./checkpoint.ts";
 import { answerSnapshotRequest, takeSnapshotRequest, writeWatcherInfo } from "./requests.ts";
 
 /** Alerts a replicator raises (webhooks); called once per state change, never awaited. */
@@ -418,7 +417,17 @@ export class Replicator {
         maxBytes: this.#o.sync.maxSyncWalBytes,
       });
       if (scan.endOffset === pos.offset) break;
-      await this.#writeL0(wal, hdr, scan.pages, scan.commit, scan.endOffset);
+      const file = await writeL0(this.state, this.#pages, pos, {
+        wal,
+        hdr,
+        changed: scan.pages,
+        commit: scan.commit,
+        end: scan.endOffset,
+      }, this.#o.sync.format);
+      this.#uploads.push(file);
+      pos.txid = file.maxTXID;
+      this.#recordChecksum();
+      this.stats.l0Written++;
       for (const [pgno, off] of scan.pages) pos.walIndex.set(pgno, off);
       for (const pgno of pos.walIndex.keys()) if (pgno > scan.commit) pos.walIndex.delete(pgno);
       pos.offset = scan.endOffset;
@@ -462,102 +471,11 @@ export class Replicator {
     }
   }
 
-  /** Write L0 file txid+1 with the changed pages plus growth pages. */
-  async #writeL0(
-    wal: Deno.FsFile,
-    hdr: WalHeader,
-    changed: Map<number, number>,
-    commit: number,
-    end: number,
-  ): Promise<void> {
-    const pos = this.#pos;
-    const txid = pos.txid + 1;
-    const pgnos = new Set<number>();
-    for (const p of changed.keys()) if (p <= commit) pgnos.add(p);
-    // Growth pages: a page added since the previous file that this batch did not write must
-    // still reach the replica, or a restore would miss it.
-    const lock = lockPgno(this.#pageSize);
-    for (let p = pos.commit + 1; p <= commit; p++) if (p !== lock) pgnos.add(p);
-    const sorted = [...pgnos].sort((a, b) => a - b);
-    const header = this.#header(txid, txid, commit, pos.offset, end - pos.offset, hdr);
-    const path = this.state.path(0, txid, txid);
-    const w = await LtxFileWriter.create(path, header, this.#o.sync.format);
-    this.#pages.invalidate();
-    const sum = pos.dbChecksum;
-    try {
-      for (const pgno of sorted) {
-        // Keep the database checksum current: take the page's previous version out (XOR is its
-        // own inverse), put the new one in.
-        if (sum && pgno <= pos.commit) sum.add(pgno, await this.#previousPage(wal, pgno));
-        const off = changed.get(pgno) ?? pos.walIndex.get(pgno);
-        const data = off !== undefined
-          ? await this.#pages.fromWal(wal, off, pgno)
-          : this.#pages.fromDb(pgno);
-        sum?.add(pgno, data);
-        await w.encodePage(pgno, data);
-      }
-      // Pages cut off by a shrink leave the database too.
-      if (sum) {
-        for (let p = commit + 1; p <= pos.commit; p++) {
-          if (p !== lock) sum.add(p, await this.#previousPage(wal, p));
-        }
-      }
-      const size = await w.commit();
-      this.#uploads.push({
-        level: 0,
-        minTXID: txid,
-        maxTXID: txid,
-        path,
-        size,
-        postApplyChecksum: sum?.value(),
-        timestamp: header.timestamp,
-      });
-    } catch (e) {
-      await w.abort();
-      throw e;
-    } finally {
-      this.#pages.invalidate();
-    }
-    pos.txid = txid;
-    this.#recordChecksum();
-    this.stats.l0Written++;
-  }
-
-  /** A page as of the current position: its newest copied WAL frame, else the database file. */
-  #previousPage(wal: Deno.FsFile, pgno: number): Promise<Uint8Array> | Uint8Array {
-    const off = this.#pos.walIndex.get(pgno);
-    return off !== undefined ? this.#pages.fromWal(wal, off, pgno) : this.#pages.fromDb(pgno);
-  }
-
   /** Keep the checksum with its TXID in the meta record (persisted with the next upload). */
   #recordChecksum(): void {
     const sum = this.#pos.dbChecksum;
     this.#meta.checksum = sum ? formatHex64(sum.value()) : undefined;
     this.#meta.checksumTXID = sum ? this.#pos.txid : undefined;
-  }
-
-  #header(
-    min: number,
-    max: number,
-    commit: number,
-    walOffset: number,
-    walSize: number,
-    hdr: WalHeader | undefined,
-  ): LtxHeader {
-    return {
-      flags: HEADER_FLAG_NO_CHECKSUM,
-      pageSize: this.#pageSize,
-      commit,
-      minTXID: min,
-      maxTXID: max,
-      timestamp: Date.now(),
-      preApplyChecksum: 0n,
-      walOffset,
-      walSize,
-      walSalt1: hdr?.salt1 ?? 0,
-      walSalt2: hdr?.salt2 ?? 0,
-      nodeID: 0n,
-    };
   }
 
   /**
@@ -567,71 +485,36 @@ export class Replicator {
   async #resnapshotLocked(hdr: WalHeader | undefined): Promise<boolean> {
     const reason = this.#snapshotReason ?? "requested";
     const wal = this.#f.wal;
-    let index = new Map<number, number>();
-    let end = WAL_HEADER_SIZE;
-    let checksum: [number, number] | undefined;
-    let commit = 0;
+    let scan: Pick<WalScan, "pages" | "endOffset" | "checksum" | "commit"> = {
+      pages: new Map(),
+      endOffset: WAL_HEADER_SIZE,
+      checksum: [0, 0],
+      commit: 0,
+    };
     if (hdr && hdr.pageSize === this.#pageSize) {
-      const scan = await scanWal(wal, hdr, { offset: WAL_HEADER_SIZE });
-      index = scan.pages;
-      end = scan.endOffset;
-      checksum = scan.checksum;
-      commit = scan.commit;
+      scan = await scanWal(wal, hdr, { offset: WAL_HEADER_SIZE });
     }
-    if (commit === 0) commit = Math.floor(this.#f.db.size() / this.#pageSize);
+    const commit = scan.commit || Math.floor(this.#f.db.size() / this.#pageSize);
     if (commit === 0) return false; // empty database: nothing to replicate yet
     const txid = this.#pos.txid + 1;
-    const l0Header = this.#header(txid, txid, commit, WAL_HEADER_SIZE, end - WAL_HEADER_SIZE, hdr);
-    const l0Path = this.state.path(0, txid, txid);
-    const writers = [await LtxFileWriter.create(l0Path, l0Header, this.#o.sync.format)];
     const withSnapshot = txid > 1 || this.#o.sync.onStartup;
-    const snapPath = this.state.path(SNAPSHOT_LEVEL, 1, txid);
-    let snapTimestamp: number | undefined;
-    if (withSnapshot) {
-      const last = Math.max(end - walFrameSize(this.#pageSize), WAL_HEADER_SIZE);
-      const sh = this.#header(1, txid, commit, last, end - last, hdr);
-      snapTimestamp = sh.timestamp;
-      writers.push(await LtxFileWriter.create(snapPath, sh, this.#o.sync.format));
-    }
-    let sum: DatabaseChecksum;
-    try {
-      sum = await streamAllPages(this.#pages, wal, index, commit, writers);
-      const postApplyChecksum = sum.value();
-      const l0Size = await writers[0].commit();
-      this.#uploads.push({
-        level: 0,
-        minTXID: txid,
-        maxTXID: txid,
-        path: l0Path,
-        size: l0Size,
-        postApplyChecksum,
-        timestamp: l0Header.timestamp,
-      });
-      if (withSnapshot) {
-        const s = await writers[1].commit();
-        this.#uploads.push({
-          level: SNAPSHOT_LEVEL,
-          minTXID: 1,
-          maxTXID: txid,
-          path: snapPath,
-          size: s,
-          postApplyChecksum,
-          timestamp: snapTimestamp,
-        });
-      }
-    } catch (e) {
-      for (const w of writers) await w.abort();
-      throw e;
-    }
+    const { files, sum } = await writeFullCopies(
+      this.state,
+      this.#pages,
+      { wal, hdr, index: scan.pages, end: scan.endOffset, commit, txid },
+      { l0: true, snapshot: withSnapshot },
+      this.#o.sync.format,
+    );
+    for (const f of files) this.#uploads.push(f);
     this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: commit, reason });
     const pos = this.#pos;
     pos.txid = txid;
     pos.commit = commit;
-    pos.offset = end;
+    pos.offset = scan.endOffset;
     pos.salt1 = hdr?.salt1 ?? 0;
     pos.salt2 = hdr?.salt2 ?? 0;
-    pos.walChecksum = checksum;
-    pos.walIndex = index;
+    pos.walChecksum = scan.commit > 0 ? scan.checksum : undefined;
+    pos.walIndex = scan.pages;
     pos.dbChecksum = sum;
     this.#snapshotReason = undefined;
     this.#recordChecksum();
@@ -652,49 +535,42 @@ export class Replicator {
     const pos = this.#pos;
     if (pos.txid === 0) return { txid: 0, uploaded: Promise.resolve() };
     const wal = this.#f.wal;
-    const hdr = await readWalHeader(wal);
-    const txid = pos.txid;
-    const path = this.state.path(SNAPSHOT_LEVEL, 1, txid);
-    const last = Math.max(pos.offset - walFrameSize(this.#pageSize), WAL_HEADER_SIZE);
-    const h = this.#header(1, txid, pos.commit, last, pos.offset - last, hdr);
-    const w = await LtxFileWriter.create(path, h, this.#o.sync.format);
-    try {
-      const sum = await streamAllPages(this.#pages, wal, pos.walIndex, pos.commit, [w]);
-      // A full pass checks the incrementally tracked checksum: they must agree.
-      if (pos.dbChecksum && pos.dbChecksum.value() !== sum.value()) {
-        this.stats.checksumMismatches++;
-        this.#o.log.error("tracked database checksum disagrees with a full read; re-basing", {
-          db: this.#o.dbPath,
-          txid,
-          tracked: formatHex64(pos.dbChecksum.value()),
-          actual: formatHex64(sum.value()),
-        });
-      }
-      pos.dbChecksum = sum;
-      this.#recordChecksum();
-      const size = await w.commit();
-      this.#uploads.remove(path);
-      this.#uploads.push({
-        level: SNAPSHOT_LEVEL,
-        minTXID: 1,
-        maxTXID: txid,
-        path,
-        size,
-        postApplyChecksum: sum.value(),
-        timestamp: h.timestamp,
+    const { files: [file], sum } = await writeFullCopies(
+      this.state,
+      this.#pages,
+      {
+        wal,
+        hdr: await readWalHeader(wal),
+        index: pos.walIndex,
+        end: pos.offset,
+        commit: pos.commit,
+        txid: pos.txid,
+      },
+      { l0: false, snapshot: true },
+      this.#o.sync.format,
+    );
+    // A full pass checks the incrementally tracked checksum: they must agree.
+    if (pos.dbChecksum && pos.dbChecksum.value() !== sum.value()) {
+      this.stats.checksumMismatches++;
+      this.#o.log.error("tracked database checksum disagrees with a full read; re-basing", {
+        db: this.#o.dbPath,
+        txid: pos.txid,
+        tracked: formatHex64(pos.dbChecksum.value()),
+        actual: formatHex64(sum.value()),
       });
-    } catch (e) {
-      await w.abort();
-      throw e;
     }
+    pos.dbChecksum = sum;
+    this.#recordChecksum();
+    this.#uploads.remove(file.path);
+    this.#uploads.push(file);
     this.stats.snapshotsWritten++;
-    this.#meta.snapshotTXID = txid;
+    this.#meta.snapshotTXID = pos.txid;
     this.#meta.snapshotAt = Date.now();
     await this.state.writeMeta(this.#meta);
-    this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: pos.commit, reason });
-    const uploaded = this.#uploads.whenUploaded(path);
+    this.#o.log.info("snapshot", { db: this.#o.dbPath, txid: pos.txid, pages: pos.commit, reason });
+    const uploaded = this.#uploads.whenUploaded(file.path);
     this.#uploads.kick();
-    return { txid, uploaded };
+    return { txid: pos.txid, uploaded };
   }
 
   /** Checkpoint, scheduled snapshot and on-demand snapshot requests. */
@@ -770,47 +646,23 @@ export class Replicator {
     ).catch(() => {});
   }
 
-  /**
-   * Our checkpoint window. Under the write barrier (no application commit can land): copy every
-   * committed frame, then a PASSIVE checkpoint, which releases and re-takes the read lock, so
-   * everything it backfills was copied and the new read mark covers only copied frames. For
-   * TRUNCATE, SQLite is then asked to truncate the WAL without waiting: it does so only if the
-   * WAL is wholly backfilled and nothing was appended since (our read lock stops the backfill
-   * of anything newer), so nothing uncopied is ever lost and no re-snapshot is needed.
-   */
+  /** Our checkpoint (checkpoint.ts: the window that loses nothing and re-pins the read lock). */
   async #checkpointLocked(mode: "PASSIVE" | "TRUNCATE"): Promise<void> {
-    const h = this.#f.h;
-    let result;
-    try {
-      h.beginWriteBarrier();
-    } catch (e) {
+    const w = await checkpointWindow(this.#f.h, mode, () => this.#syncLocked(), {
+      busyTimeoutMs: this.#o.sync.busyTimeoutMs,
+      warn: (msg, error) => this.#o.log.warn(msg, { db: this.#o.dbPath, mode, error }),
+    });
+    if (!w.ran) {
       // The application holds the write lock (a long transaction): checkpoint next time.
-      this.#o.log.debug("checkpoint postponed", { db: this.#o.dbPath, error: messageOf(e) });
+      this.#o.log.debug("checkpoint postponed", { db: this.#o.dbPath, error: w.error });
       return;
     }
-    try {
-      await this.#syncLocked();
-      try {
-        result = h.checkpoint("PASSIVE");
-      } catch (e) {
-        this.#o.log.warn("checkpoint failed", { db: this.#o.dbPath, mode, error: messageOf(e) });
-      }
-      this.#pinned = true;
-    } finally {
-      h.releaseWriteBarrier();
-    }
+    this.#pinned = true;
     this.#pages.invalidate();
-    if (mode === "TRUNCATE" && result && result.busy === 0 && result.log === result.checkpointed) {
-      try {
-        result = h.truncateWalIfIdle(this.#o.sync.busyTimeoutMs);
-      } catch (e) {
-        this.#o.log.warn("WAL truncation failed", { db: this.#o.dbPath, error: messageOf(e) });
-      }
-    }
     this.stats.checkpoints++;
     this.#lastCheckpointAt = Date.now();
     this.#syncedSinceCheckpoint = false;
-    this.#o.log.debug("checkpoint", { db: this.#o.dbPath, mode, ...result });
+    this.#o.log.debug("checkpoint", { db: this.#o.dbPath, mode, ...w.result });
   }
 
   /** Start uploading queued files in the background (no-op while running or backing off). */
