@@ -1,14 +1,15 @@
 /**
- * All walrust benchmarks: `deno task bench [--only ltx|rss|lag|restore|requests] [--quick]`.
+ * All walrust benchmarks: `deno task bench [--only ltx|rss|lag|restore|requests|idle] [--quick]`.
  * The LTX codec benchmark (scripts/bench/ltx.ts) runs first when that file exists.
  */
 
 import { parseArgs } from "node:util";
 import { benchLag, benchRestore, benchRss } from "./replication.ts";
 import { benchRequests } from "./requests.ts";
+import { benchIdle } from "./idle.ts";
 import { s3TestConfig } from "../../tests/helpers/s3env.ts";
 
-const NAMES = ["ltx", "rss", "lag", "restore", "requests"] as const;
+const NAMES = ["ltx", "rss", "lag", "restore", "requests", "idle"] as const;
 type Name = typeof NAMES[number];
 
 /** Parse the flags; exits with usage on anything unknown. */
@@ -69,4 +70,5 @@ if (want("requests")) {
   if (s3TestConfig()) await benchRequests({ quick });
   else console.log("\n## S3 requests: skipped (start scripts/s3-test-server.sh first)");
 }
+if (want("idle")) await benchIdle({ quick });
 console.log(`\nload average at the end: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);

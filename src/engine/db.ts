@@ -294,9 +294,12 @@ export class Replicator {
     }
     const s = this.#o.sync;
     if (!this.#reconciled && now >= this.#reconcileAt) return "due";
-    if (this.#syncedSinceCheckpoint && s.checkpointIntervalMs > 0) {
-      if (now - this.#lastCheckpointAt >= s.checkpointIntervalMs) return "due";
-    }
+    const checkpoint = checkpointDue(s, {
+      frames: this.#pos.frames(this.#pageSize),
+      sinceCheckpointMs: now - this.#lastCheckpointAt,
+      syncedSinceCheckpoint: this.#syncedSinceCheckpoint,
+    });
+    if (checkpoint) return "due";
     if (
       s.snapshotIntervalMs > 0 && this.#pos.txid > this.#meta.snapshotTXID &&
       now - this.#meta.snapshotAt >= s.snapshotIntervalMs
