@@ -1,49 +1,28 @@
 /**
- * walrust as a library: replicate SQLite databases to a replica and restore them, the same way
- * the CLI does.
+ * walrust as a library: continuous replication of SQLite databases (WAL mode) to object storage,
+ * and point-in-time restore from it, byte-compatible with Litestream v0.5. The `walrust` CLI is
+ * built on exactly these functions.
  *
  * ```ts
- * import { openReplica, restore } from "./mod.ts";
- * const replica = await openReplica("file:///backups");
- * await restore(replica, "app.db", "/tmp/app.db", { kind: "latest" });
+ * import { replicate, restore } from "./mod.ts";
+ *
+ * const r = await replicate({ databases: ["/data/app.db"], bucket: "file:///backups" });
+ * // ... the application writes /data/app.db ...
+ * await r.stop(); // syncs what is committed, uploads it, gives every lock back
+ *
+ * const out = await restore({ name: "app.db", output: "/tmp/app.db", bucket: "file:///backups" });
+ * console.log(`restored TXID ${out.txid}`);
  * ```
+ *
+ * Errors are the typed classes below; each carries the CLI's exit code (`exitCode`).
+ *
+ * @module
  */
-export { databasePrefix, openReplica, type Replica } from "./src/storage/open.ts";
-export { type DatabaseSpec, Store, type StoreOptions } from "./src/engine/store.ts";
-export { Replicator, type ReplicatorOptions, UploadPool } from "./src/engine/db.ts";
-export { planRestore, type RestorePlan, type Target } from "./src/restore/plan.ts";
-export { applyPlan, type RestoreResult } from "./src/restore/apply.ts";
-export { parseTarget } from "./src/restore/time.ts";
+export * from "./src/api.ts";
+export { DEFAULT_SYNC, type RetrySettings, type SyncSettings } from "./src/config/schema.ts";
+export { Logger, type LogLevel, type LogOptions } from "./src/observe/log.ts";
+export { openReplica, type Replica } from "./src/storage/open.ts";
+export type { FallbackInfo } from "./src/restore/run.ts";
+export type { LtxFileRef, RestorePlan } from "./src/restore/plan.ts";
 export { type LtxSummary, verifyLtx } from "./src/ltx/decoder.ts";
 export * from "./src/errors.ts";
-
-import { databasePrefix, type Replica } from "./src/storage/open.ts";
-import type { Target } from "./src/restore/plan.ts";
-import type { RestoreResult } from "./src/restore/apply.ts";
-import { type FallbackInfo, restoreWithFallback } from "./src/restore/run.ts";
-
-/**
- * Restore database `name` from `replica` into `outPath` at `target` (latest, TXID or time),
- * planning around LTX files found corrupt (each reported through `onFallback`).
- */
-export async function restore(
-  replica: Replica,
-  name: string,
-  outPath: string,
-  target: Target = { kind: "latest" },
-  opts: {
-    force?: boolean;
-    /** Verify the recorded database checksum (default true). */
-    checkRecordedChecksum?: boolean;
-    onFallback?: (info: FallbackInfo) => void;
-  } = {},
-): Promise<RestoreResult> {
-  const prefix = databasePrefix(replica, name);
-  return await restoreWithFallback(replica.storage, replica.kind, prefix, target, outPath, {
-    force: opts.force,
-    integrity: "full",
-    checkRecordedChecksum: opts.checkRecordedChecksum,
-    replicaRoot: replica.fileRoot,
-    onFallback: opts.onFallback,
-  });
-}

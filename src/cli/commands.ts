@@ -63,12 +63,15 @@ ${BUCKET_HELP}
   {
     name: "snapshot",
     summary: "take a level-9 snapshot of a database now",
-    usage: `Usage: walrust snapshot DB [--bucket URL]
+    usage: `Usage: walrust snapshot DB [--bucket URL] [--json]
 
-Writes a full snapshot of DB to the replica. When a watcher is running on DB, it asks
-that watcher to snapshot and waits for it; otherwise it syncs DB once and snapshots.
+Writes a full snapshot of DB to the replica and returns once it is uploaded, printing its
+TXID. When a watcher is running on DB, it asks that watcher (a --bucket other than the
+watcher's replica is refused); otherwise it syncs DB once and snapshots.
 ${BUCKET_HELP}
-      --timeout S         seconds to wait for a running watcher (default 120)`,
+      --prefix NAME       the database's name in the replica (default: its file name)
+      --timeout S         seconds to wait for the upload (default 120)
+      --json              print {"db_path", "txid", "via_watcher"}`,
     run: async (a: string[], c: CliContext) => (await import("./snapshot.ts")).runSnapshot(a, c),
   },
   {

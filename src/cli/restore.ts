@@ -4,10 +4,9 @@ import { parseFlags, str } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags, webhookSender } from "./replica_flags.ts";
 import { ConfigError, IntegrityError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
-import { databasePrefix } from "../storage/open.ts";
-import { parseTarget } from "../restore/time.ts";
-import { planRestore } from "../restore/plan.ts";
-import { type FallbackInfo, restoreWithFallback } from "../restore/run.ts";
+import { parseTxid } from "../restore/time.ts";
+import type { FallbackInfo } from "../restore/run.ts";
+import { restore, restorePlan, targetOf, type TargetOptions } from "../api.ts";
 import { resolve } from "node:path";
 
 const OPTIONS = {
@@ -35,10 +34,12 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
   if (!out && !flags["dry-run"]) {
     throw new ConfigError("restore: -o OUT is required (where to write the database)");
   }
-  const target = parseTarget({
-    txid: str(flags, "txid"),
-    pointInTime: str(flags, "point-in-time") ?? str(flags, "timestamp"),
-  });
+  const txid = str(flags, "txid");
+  const target: TargetOptions = {
+    txid: txid === undefined ? undefined : parseTxid(txid),
+    at: str(flags, "point-in-time") ?? str(flags, "timestamp"),
+  };
+  targetOf(target); // a bad target is a usage error before anything is read
   const config = await loadConfig(ctx.configPath);
   const hooks = webhookSender(config);
   try {
@@ -57,17 +58,15 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
 async function restoreWith(
   name: string,
   out: string | undefined,
-  target: ReturnType<typeof parseTarget>,
+  target: TargetOptions,
   flags: Parameters<typeof str>[0],
   ctx: CliContext,
   config: Awaited<ReturnType<typeof loadConfig>>,
   hooks: ReturnType<typeof webhookSender>,
 ): Promise<number> {
   const replica = await replicaFromFlags("restore", flags, ctx, config, hooks);
-  const prefix = databasePrefix(replica, name);
-  const started = Date.now();
   if (flags["dry-run"]) {
-    const plan = await planRestore(replica.storage, replica.kind, prefix, target);
+    const plan = await restorePlan({ bucket: replica, name, ...target });
     if (flags.json) ctx.out(JSON.stringify({ txid: plan.txid, files: plan.files }, null, 2));
     else {
       ctx.out(`restore plan for ${name}: TXID ${plan.txid}, ${plan.files.length} file(s)`);
@@ -75,34 +74,28 @@ async function restoreWith(
     }
     return 0;
   }
-  const onFallback = (f: FallbackInfo) => {
-    ctx.err(`note: ${f.key} is corrupt (${f.reason}); restoring without it from ${describe(f)}`);
-    hooks.send("corruption_detected", { database: name, error: `${f.key}: ${f.reason}` });
-  };
-  const result = await restoreWithFallback(
-    replica.storage,
-    replica.kind,
-    prefix,
-    target,
-    resolve(out!),
-    {
-      force: Boolean(flags.force),
-      integrity: "full",
-      checkRecordedChecksum: !flags["no-checksum-record"],
-      replicaRoot: replica.fileRoot,
-      onFallback,
+  const result = await restore({
+    bucket: replica,
+    name,
+    output: resolve(out!),
+    ...target,
+    force: Boolean(flags.force),
+    checkRecordedChecksum: !flags["no-checksum-record"],
+    onFallback: (f) => {
+      ctx.err(`note: ${f.key} is corrupt (${f.reason}); restoring without it from ${describe(f)}`);
+      hooks.send("corruption_detected", { database: name, error: `${f.key}: ${f.reason}` });
     },
-  );
-  if (result.plan.clampedToLatest) {
+  });
+  if (result.clampedToLatest) {
     ctx.err(
       `note: the requested time is after the newest backup; restored the latest state (TXID ${result.txid})`,
     );
   }
-  const ms = Date.now() - started;
+  const ms = result.durationMs;
   if (flags.json) {
     ctx.out(JSON.stringify({
       db_path: result.outPath,
-      replica: `${replica.url}`,
+      replica: result.replica,
       name,
       txid: result.txid,
       files: result.files,

@@ -1,20 +1,12 @@
 /** `walrust watch`: replicate databases continuously. */
 import type { CliContext } from "./context.ts";
-import { type Flags, num, parseFlags, str } from "./args.ts";
+import { num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
-import {
-  DEFAULT_SYNC,
-  type FileConfig,
-  resolveCache,
-  resolveSync,
-  type SyncSettings,
-} from "../config/schema.ts";
-import type { WebhookSender } from "../observe/webhooks.ts";
+import { type FileConfig, resolveCache, resolveSync, type SyncSettings } from "../config/schema.ts";
 import { expandDatabases } from "../config/globs.ts";
-import { databasePrefix } from "../storage/open.ts";
 import { replicaFromFlags, webhookSender } from "./replica_flags.ts";
-import { type DatabaseSpec, Store } from "../engine/store.ts";
+import { replicate } from "../api.ts";
 import { log } from "../observe/log.ts";
 
 const OPTIONS = {
@@ -61,10 +53,42 @@ function syncFlags(flags: Record<string, unknown>): Partial<SyncSettings> {
   return out;
 }
 
-/** Run `walrust watch`. */
+/**
+ * Run `walrust watch`. Signals are handled from the first moment: one arriving during start-up
+ * (loading the config, a long first snapshot) lets the start finish, then syncs what is committed,
+ * drains the uploads and exits 0; a second signal exits at once (the queue is on disk).
+ */
 export async function runWatch(args: string[], ctx: CliContext): Promise<number> {
+  const stopping = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: Deno.Signal) => {
+    signals++;
+    if (signals > 1) {
+      log.warn("second signal; exiting now", { signal: sig });
+      Deno.exit(130);
+    }
+    log.info("shutting down; finishing the current sync and draining uploads", { signal: sig });
+    stopping.abort();
+  };
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const fn = () => onSignal(sig);
+    Deno.addSignalListener(sig, fn);
+    return [sig, fn] as const;
+  });
+  try {
+    return await watchUntilStopped(args, ctx, stopping.signal);
+  } finally {
+    for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+  }
+}
+
+async function watchUntilStopped(
+  args: string[],
+  ctx: CliContext,
+  stopped: AbortSignal,
+): Promise<number> {
   const { flags, positionals } = parseFlags("watch", args, OPTIONS);
-  syncFlags(flags); // validate flags before touching anything
+  const flagSync = syncFlags(flags); // validate flags before touching anything
   const config = await loadConfig(ctx.configPath);
   if (config.log?.format && !ctx.logFormat) log.format = config.log.format;
   if (config.log?.level && !ctx.verbose) log.level = config.log.level;
@@ -91,83 +115,40 @@ export async function runWatch(args: string[], ctx: CliContext): Promise<number>
     return 0;
   }
   refuseOrWarnUnimplemented(config);
-  const hooks = webhookSender(config);
-  try {
-    return await watchWith(flags, ctx, config, dbs, hooks);
-  } catch (e) {
-    // Alerts raised on the way out (auth failure, ...) must still reach their receivers.
-    await hooks.flush(5_000);
-    throw e;
-  }
-}
-
-async function watchWith(
-  flags: Flags,
-  ctx: CliContext,
-  config: FileConfig,
-  dbs: Awaited<ReturnType<typeof expandDatabases>>,
-  hooks: WebhookSender,
-): Promise<number> {
-  const flagSync = syncFlags(flags);
-  const replica = await replicaFromFlags("watch", flags, ctx, config, hooks);
-  const specs: DatabaseSpec[] = dbs.map((d) => ({
-    dbPath: d.path,
-    prefix: databasePrefix(replica, d.prefix),
-    name: d.prefix,
-    replica,
-    sync: resolveSync(DEFAULT_SYNC, config.sync, d.sync, flagSync),
-    cacheMaxBytes: resolveCache(config.cache).maxSize,
-    notify: (event, p) => hooks.send(event, p),
-  }));
   const drainFlag = num("watch", flags, "shutdown-drain", { min: 0 });
   const drainMs = drainFlag !== undefined ? drainFlag * 1000 : config.shutdownDrainMs ?? 10_000;
-  const store = new Store({
-    databases: specs,
-    log,
-    uploadConcurrency: config.uploadConcurrency ?? 4,
-  });
-
-  // Signals are handled from the first moment: one arriving during start-up (a long first
-  // snapshot, say) lets the start finish what it is doing, then syncs, drains and exits 0.
-  const stopping = new AbortController();
-  let signals = 0;
-  const onSignal = (sig: Deno.Signal) => {
-    signals++;
-    if (signals > 1) {
-      // Local state is crash-safe by construction: exiting now loses nothing already synced.
-      log.warn("second signal; exiting now", { signal: sig });
-      Deno.exit(130);
-    }
-    log.info("shutting down; finishing the current sync and draining uploads", {
-      signal: sig,
-      drain_s: drainMs / 1000,
-    });
-    stopping.abort();
-  };
-  const listeners = (["SIGINT", "SIGTERM"] as const).map((sig) => {
-    const fn = () => onSignal(sig);
-    Deno.addSignalListener(sig, fn);
-    return [sig, fn] as const;
-  });
+  const hooks = webhookSender(config);
   try {
-    await store.start(stopping.signal);
-    if (!stopping.signal.aborted) {
-      log.info("watching", { databases: specs.length, replica: replica.url });
-    }
+    const replica = await replicaFromFlags("watch", flags, ctx, config, hooks);
+    const r = await replicate({
+      bucket: replica,
+      databases: dbs.map((d) => ({
+        path: d.path,
+        name: d.prefix,
+        sync: resolveSync(config.sync, d.sync, flagSync),
+      })),
+      cacheMaxBytes: resolveCache(config.cache).maxSize,
+      uploadConcurrency: config.uploadConcurrency,
+      log,
+      drainMs,
+      notify: (event, p) => hooks.send(event, p),
+    });
     if (flags.once) {
-      await store.syncAll();
-      const drained = await store.stop(Math.max(drainMs, 30_000));
+      await r.syncNow();
+      const drained = await r.stop({ drainMs: Math.max(drainMs, 30_000) });
       await hooks.flush(5_000);
       return drained ? 0 : 4;
     }
-    const stopped = new Promise<void>((resolve) => {
-      if (stopping.signal.aborted) resolve();
-      else stopping.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
+    if (!stopped.aborted) log.info("watching", { databases: dbs.length, replica: replica.url });
     let fatal: unknown;
-    await Promise.race([stopped, store.failed.catch((e) => (fatal = e))]);
-    const drained = await store.stop(drainMs);
-    if (!drained) {
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        if (stopped.aborted) resolve();
+        else stopped.addEventListener("abort", () => resolve(), { once: true });
+      }),
+      r.failed.catch((e) => (fatal = e)),
+    ]);
+    if (!(await r.stop())) {
       log.warn(
         "uploads still pending at exit; they stay in the local queue and go up on the next start",
       );
@@ -175,8 +156,10 @@ async function watchWith(
     await hooks.flush(5_000);
     if (fatal !== undefined) throw fatal;
     return 0;
-  } finally {
-    for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+  } catch (e) {
+    // Alerts raised on the way out (auth failure, ...) must still reach their receivers.
+    await hooks.flush(5_000);
+    throw e;
   }
 }
 

@@ -38,6 +38,12 @@ import { answerSnapshotRequest, takeSnapshotRequest, writeWatcherInfo } from "./
 /** Alerts a replicator raises (webhooks); called once per state change, never awaited. */
 export type ReplicatorEvent = "upload_failed" | "wal_size_exceeded" | "validation_failed";
 
+/** What happened, for library callers (`replicate().on(...)`). */
+export type ActivityEvent =
+  | { type: "sync"; database: string; txid: number }
+  | { type: "snapshot"; database: string; txid: number; reason: string }
+  | { type: "error"; database: string; error: Error };
+
 /** Options for one replicated database. */
 export interface ReplicatorOptions {
   dbPath: string;
@@ -51,6 +57,8 @@ export interface ReplicatorOptions {
   log: Logger;
   /** Upload queue size above which checkpoints stop (SQLite then keeps the frames). */
   cacheMaxBytes?: number;
+  /** Activity (new level-0 files, snapshots, errors), for library callers; never awaited. */
+  onActivity?: (e: ActivityEvent) => void;
   /** Alerts (webhooks): called once per state change, never awaited. */
   notify?: (
     event: ReplicatorEvent,
@@ -88,7 +96,7 @@ export class Replicator {
   readonly name: string;
 
   #o: ReplicatorOptions;
-  #f!: WatchedFiles;
+  #f: WatchedFiles | undefined;
   #pages!: PageSource;
   #pageSize = 0;
   #pos = new Position();
@@ -110,6 +118,12 @@ export class Replicator {
   #walOverThreshold = false;
   #closed = false;
   #failed: WalrustError | undefined;
+
+  /** The held files; gone once released. */
+  get #files(): WatchedFiles {
+    if (!this.#f) throw new WalrustError(`replication of ${this.#o.dbPath} was stopped`);
+    return this.#f;
+  }
 
   private constructor(o: ReplicatorOptions) {
     this.#o = o;
@@ -137,7 +151,12 @@ export class Replicator {
   /** Open the database, check continuity with the local state and the replica, take the read lock. */
   static async open(o: ReplicatorOptions): Promise<Replicator> {
     const r = new Replicator(o);
-    await r.#open();
+    try {
+      await r.#open();
+    } catch (e) {
+      r.#f?.release(); // a failed start leaves nothing locked
+      throw e;
+    }
     return r;
   }
 
@@ -188,7 +207,7 @@ export class Replicator {
 
   /** Position and queue from the local state directory (read lock held). */
   async #loadLocal(): Promise<void> {
-    const r = await resumePosition(this.state, this.#meta, this.#f.wal, this.#pageSize);
+    const r = await resumePosition(this.state, this.#meta, this.#files.wal, this.#pageSize);
     this.#pos = r.position;
     this.#snapshotReason = r.snapshotReason;
     const local = await this.state.list(0);
@@ -346,6 +365,7 @@ export class Replicator {
   #fail(e: WalrustError): WalrustError {
     if (!this.#failed) {
       this.#failed = e;
+      this.#o.onActivity?.({ type: "error", database: this.name, error: e });
       this.#o.log.error("replication of this database stopped", {
         db: this.#o.dbPath,
         error: e.message,
@@ -373,15 +393,15 @@ export class Replicator {
       );
     }
     log.warn("database file was replaced; re-opening it and taking a snapshot", { db: dbPath });
-    const old = this.#f;
+    const old = this.#files;
     old.retire();
     try {
       this.#f = WatchedFiles.open(dbPath, this.#o.sync.busyTimeoutMs);
     } catch (e) {
       throw e instanceof WalrustError ? this.#fail(e) : e;
     }
-    this.#pageSize = this.#f.pageSize;
-    this.#pages = new PageSource(dbPath, this.#f.db, this.#pageSize);
+    this.#pageSize = this.#files.pageSize;
+    this.#pages = new PageSource(dbPath, this.#files.db, this.#pageSize);
     this.#pinned = false;
     this.#pos.dbChecksum = undefined;
     this.#snapshotReason = "the database file was replaced";
@@ -389,10 +409,10 @@ export class Replicator {
 
   async #syncLocked(): Promise<boolean> {
     if (this.#failed) throw this.#failed;
-    const change = this.#f.check();
+    const change = this.#files.check();
     this.#lastIdentityCheck = Date.now();
     if (change) this.#filesChanged(change);
-    const wal = this.#f.wal;
+    const wal = this.#files.wal;
     const hdr = await readWalHeader(wal);
     if (this.#snapshotReason) return await this.#resnapshotLocked(hdr);
     // An empty WAL (truncated, or nothing written yet) holds nothing new; the salts we keep
@@ -444,6 +464,7 @@ export class Replicator {
     if (wrote) {
       this.#syncedSinceCheckpoint = true;
       this.#uploads.kick();
+      this.#o.onActivity?.({ type: "sync", database: this.name, txid: pos.txid });
     }
     return wrote;
   }
@@ -453,7 +474,7 @@ export class Replicator {
    * re-take the read lock (its new mark covers only copied frames).
    */
   async #pin(): Promise<void> {
-    const h = this.#f.h;
+    const h = this.#files.h;
     try {
       h.beginWriteBarrier();
     } catch (e) {
@@ -487,7 +508,7 @@ export class Replicator {
    */
   async #resnapshotLocked(hdr: WalHeader | undefined): Promise<boolean> {
     const reason = this.#snapshotReason ?? "requested";
-    const wal = this.#f.wal;
+    const wal = this.#files.wal;
     let scan: Pick<WalScan, "pages" | "endOffset" | "checksum" | "commit"> = {
       pages: new Map(),
       endOffset: WAL_HEADER_SIZE,
@@ -497,7 +518,7 @@ export class Replicator {
     if (hdr && hdr.pageSize === this.#pageSize) {
       scan = await scanWal(wal, hdr, { offset: WAL_HEADER_SIZE });
     }
-    const commit = scan.commit || Math.floor(this.#f.db.size() / this.#pageSize);
+    const commit = scan.commit || Math.floor(this.#files.db.size() / this.#pageSize);
     if (commit === 0) return false; // empty database: nothing to replicate yet
     const txid = this.#pos.txid + 1;
     const withSnapshot = txid > 1 || this.#o.sync.onStartup;
@@ -510,6 +531,7 @@ export class Replicator {
     );
     for (const f of files) this.#uploads.push(f);
     this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: commit, reason });
+    this.#o.onActivity?.({ type: "snapshot", database: this.name, txid, reason });
     const pos = this.#pos;
     pos.txid = txid;
     pos.commit = commit;
@@ -537,7 +559,7 @@ export class Replicator {
   async #snapshotLocked(reason: string): Promise<{ txid: number; uploaded: Promise<void> }> {
     const pos = this.#pos;
     if (pos.txid === 0) return { txid: 0, uploaded: Promise.resolve() };
-    const wal = this.#f.wal;
+    const wal = this.#files.wal;
     const { files: [file], sum } = await writeFullCopies(
       this.state,
       this.#pages,
@@ -571,6 +593,7 @@ export class Replicator {
     this.#meta.snapshotAt = Date.now();
     await this.state.writeMeta(this.#meta);
     this.#o.log.info("snapshot", { db: this.#o.dbPath, txid: pos.txid, pages: pos.commit, reason });
+    this.#o.onActivity?.({ type: "snapshot", database: this.name, txid: pos.txid, reason });
     const uploaded = this.#uploads.whenUploaded(file.path);
     this.#uploads.kick();
     return { txid: pos.txid, uploaded };
@@ -651,7 +674,7 @@ export class Replicator {
 
   /** Our checkpoint (checkpoint.ts: the window that loses nothing and re-pins the read lock). */
   async #checkpointLocked(mode: "PASSIVE" | "TRUNCATE"): Promise<void> {
-    const w = await checkpointWindow(this.#f.h, mode, () => this.#syncLocked(), {
+    const w = await checkpointWindow(this.#files.h, mode, () => this.#syncLocked(), {
       busyTimeoutMs: this.#o.sync.busyTimeoutMs,
       warn: (msg, error) => this.#o.log.warn(msg, { db: this.#o.dbPath, mode, error }),
     });
@@ -686,6 +709,16 @@ export class Replicator {
   async stop(): Promise<void> {
     this.#closed = true;
     await this.#busy;
+  }
+
+  /**
+   * After stop() and the drain: give up the read lock and the watcher lock (the connections stay
+   * open and are reused by the next replication of this file in the process).
+   */
+  release(): void {
+    if (this.#failed) return; // a failed set may be a stale one: never reuse it
+    this.#f?.release();
+    this.#f = undefined;
   }
 }
 

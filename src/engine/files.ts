@@ -18,6 +18,8 @@ export type FileChange =
 
 /** Sets whose paths were replaced: kept reachable and open for the life of the process. */
 const retired: WatchedFiles[] = [];
+/** Sets released by a stopped replication, by `dev:ino`: reused by the next one of that file. */
+const idle = new Map<string, WatchedFiles>();
 
 /** The held files of one database. */
 export class WatchedFiles {
@@ -26,7 +28,7 @@ export class WatchedFiles {
     readonly h: SqliteHandle,
     readonly db: DbFileReader,
     readonly wal: Deno.FsFile,
-    readonly lock: WatchLock,
+    public lock: WatchLock,
     readonly pageSize: number,
     /** The `-shm` as SQLite opened it (walrust never opens it: see pagefile.ts). */
     readonly shm: Deno.FileInfo,
@@ -44,6 +46,14 @@ export class WatchedFiles {
       throw new DatabaseError(`database file not found: ${dbPath}`);
     }
     if (!st.isFile) throw new DatabaseError(`not a database file: ${dbPath}`);
+    const reused = idle.get(`${st.dev}:${st.ino}`);
+    if (reused && reused.dbPath === dbPath && reused.check() === undefined) {
+      const lock = lockWatched(reused.db, dbPath);
+      idle.delete(lock.key);
+      reused.lock = lock;
+      reused.h.beginReadLock();
+      return reused;
+    }
     const db = DbFileReader.openSync(dbPath);
     const lock = lockWatched(db, dbPath);
     try {
@@ -73,6 +83,17 @@ export class WatchedFiles {
     const shm = statOrUndefined(`${this.dbPath}-shm`);
     if (!shm || !sameFile(shm, this.shm)) return "shm-replaced";
     return undefined;
+  }
+
+  /**
+   * A replication of this file stopped: give up the read lock and the watcher lock, keep the
+   * connections and descriptors open (closing them could drop SQLite's locks or delete the WAL)
+   * for the next replication of the same file in this process to reuse.
+   */
+  release(): void {
+    this.h.releaseReadLock();
+    this.lock.release();
+    idle.set(this.lock.key, this);
   }
 
   /**

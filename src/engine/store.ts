@@ -43,16 +43,21 @@ export class Store {
     this.failed.catch(() => {});
   }
 
-  /**
-   * Open every database (fails fast on the first error) and start the scheduler. When `abort`
-   * is signalled (SIGTERM during start-up) the databases not yet opened are skipped.
-   */
-  async start(abort?: AbortSignal): Promise<void> {
-    for (const spec of this.#o.databases) {
-      if (abort?.aborted) break;
-      const r = await Replicator.open({ ...spec, pool: this.#pool, log: this.#o.log });
-      this.replicators.push(r);
-      this.#specs.set(r, spec);
+  /** Open every database (fails fast on the first error) and start the scheduler. */
+  async start(): Promise<void> {
+    try {
+      for (const spec of this.#o.databases) {
+        const r = await Replicator.open({ ...spec, pool: this.#pool, log: this.#o.log });
+        this.replicators.push(r);
+        this.#specs.set(r, spec);
+      }
+    } catch (e) {
+      // One database failed to start: the ones already open give their locks back.
+      for (const r of this.replicators) {
+        await r.stop();
+        r.release();
+      }
+      throw e;
     }
     this.#schedule();
   }
@@ -75,9 +80,15 @@ export class Store {
     if (this.#stopped || this.#running.has(r)) return;
     this.#running.add(r);
     r.sync().catch((e) => {
+      const spec = this.#specs.get(r)!;
       this.#o.log.error("sync failed; will retry", {
-        db: this.#specs.get(r)!.dbPath,
+        db: spec.dbPath,
         error: e instanceof Error ? e.message : String(e),
+      });
+      spec.onActivity?.({
+        type: "error",
+        database: r.name,
+        error: e instanceof Error ? e : new Error(String(e)),
       });
     }).finally(() => {
       this.#running.delete(r);
@@ -142,6 +153,7 @@ export class Store {
     await Promise.all(this.replicators.map((r) => r.stop().catch(() => {})));
     const deadline = Date.now() + drainMs;
     const results = await Promise.all(this.replicators.map((r) => r.drainUploads(deadline)));
+    for (const r of this.replicators) r.release();
     return results.every(Boolean);
   }
 }

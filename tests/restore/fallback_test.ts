@@ -326,7 +326,10 @@ Deno.test("mod.ts restore(): falls back, refuses an output inside the replica", 
     const notes: string[] = [];
     const out = join(outDir, "lib", "out.db");
     await Deno.mkdir(join(outDir, "lib"));
-    const r = await restore(replica, "app.db", out, { kind: "latest" }, {
+    const r = await restore({
+      bucket: replica,
+      name: "app.db",
+      output: out,
       onFallback: (f) => notes.push(f.key),
     });
     assert.equal(txidHex(r.txid), LATEST.restoredTXID);
@@ -335,7 +338,7 @@ Deno.test("mod.ts restore(): falls back, refuses an output inside the replica", 
 
     const inside = join(bucket, "restored.db");
     const e = await rejects(
-      () => restore(replica, "app.db", inside, { kind: "latest" }, { force: true }),
+      () => restore({ bucket: replica, name: "app.db", output: inside, force: true }),
       RestoreError,
       bucket,
     );

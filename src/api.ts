@@ -1,0 +1,23 @@
+/**
+ * The walrust library: `replicate`, `restore`, `snapshot`, `list`. The CLI calls exactly these
+ * and adds only argument parsing, output and exit codes.
+ */
+export {
+  type DatabaseOptions,
+  type DatabaseStatus,
+  replicate,
+  type ReplicateOptions,
+  type Replication,
+  type ReplicationEvent,
+} from "./api/replicate.ts";
+export {
+  restore,
+  type RestoreOptions,
+  restorePlan,
+  type RestoreSummary,
+  targetOf,
+  type TargetOptions,
+} from "./api/restore.ts";
+export { snapshot, type SnapshotOptions, type SnapshotResult } from "./api/snapshot.ts";
+export { type DatabaseSummary, type FileSummary, list, listFiles } from "./api/list.ts";
+export { replicaOf, type ReplicaOptions } from "./api/replica.ts";

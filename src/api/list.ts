@@ -1,0 +1,104 @@
+/** `list()` and `listFiles()`: what a replica holds, per database and per file. */
+import { splitLtxKey } from "../storage/layout.ts";
+import type { Replica } from "../storage/open.ts";
+import { ConfigError } from "../errors.ts";
+import { replicaOf, type ReplicaOptions } from "./replica.ts";
+
+/** One LTX file of a database. */
+export interface FileSummary {
+  level: number;
+  minTXID: number;
+  maxTXID: number;
+  size: number;
+  /** When the object was written (its modification time). */
+  created: Date;
+  key: string;
+}
+
+/** One database in a replica. */
+export interface DatabaseSummary {
+  name: string;
+  /** The newest TXID in any file. */
+  txid: number;
+  snapshots: number;
+  /** Files per level 0..3. */
+  l0: number;
+  l1: number;
+  l2: number;
+  l3: number;
+  /** The oldest snapshot (or file), and the newest file. */
+  oldest: Date;
+  newest: Date;
+  bytes: number;
+}
+
+async function scan(replica: Replica, only?: string): Promise<Map<string, FileSummary[]>> {
+  const base = replica.basePrefix.replace(/\/+$/, "");
+  const prefix = only !== undefined
+    ? (base ? `${base}/${only}/` : `${only}/`)
+    : (base ? `${base}/` : "");
+  const byDb = new Map<string, FileSummary[]>();
+  for await (const o of replica.storage.list(prefix)) {
+    const k = splitLtxKey(replica.kind, o.key);
+    if (!k) continue;
+    const name = base && k.prefix.startsWith(base + "/")
+      ? k.prefix.slice(base.length + 1)
+      : k.prefix;
+    if (only !== undefined && name !== only) continue;
+    const files = byDb.get(name) ?? [];
+    files.push({
+      level: k.level,
+      minTXID: k.minTXID,
+      maxTXID: k.maxTXID,
+      size: o.size,
+      created: o.lastModified,
+      key: o.key,
+    });
+    byDb.set(name, files);
+  }
+  return byDb;
+}
+
+/**
+ * The databases in a replica with their newest TXID, file counts and restorable window.
+ *
+ * ```ts
+ * import { list } from "./mod.ts";
+ * for (const db of await list({ bucket: "file:///backups" })) console.log(db.name, db.txid);
+ * ```
+ */
+export async function list(o: ReplicaOptions): Promise<DatabaseSummary[]> {
+  const byDb = await scan(await replicaOf(o));
+  return [...byDb.entries()].sort(([a], [b]) => a < b ? -1 : 1).map(([name, fs]) => {
+    const count = (l: number) => fs.filter((f) => f.level === l).length;
+    const snaps = fs.filter((f) => f.level === 9);
+    let txid = 0, bytes = 0, oldest = Infinity, newest = 0, oldestSnap = Infinity;
+    for (const f of fs) {
+      const t = f.created.getTime();
+      txid = Math.max(txid, f.maxTXID);
+      bytes += f.size;
+      oldest = Math.min(oldest, t);
+      newest = Math.max(newest, t);
+      if (f.level === 9) oldestSnap = Math.min(oldestSnap, t);
+    }
+    return {
+      name,
+      txid,
+      snapshots: snaps.length,
+      l0: count(0),
+      l1: count(1),
+      l2: count(2),
+      l3: count(3),
+      oldest: new Date(snaps.length ? oldestSnap : oldest),
+      newest: new Date(newest),
+      bytes,
+    };
+  });
+}
+
+/** One database's LTX files, by level then TXID. Throws ConfigError when it has none. */
+export async function listFiles(o: ReplicaOptions & { name: string }): Promise<FileSummary[]> {
+  const files = (await scan(await replicaOf(o), o.name)).get(o.name) ?? [];
+  if (files.length === 0) throw new ConfigError(`list: no files for database "${o.name}"`);
+  return files.sort((a, b) => a.level - b.level || a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
+}

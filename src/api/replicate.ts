@@ -1,0 +1,175 @@
+/** `replicate()`: continuous replication of databases in this process, with a handle to stop it. */
+import { basename, resolve } from "node:path";
+import { Store } from "../engine/store.ts";
+import type { ActivityEvent, Replicator, ReplicatorEvent } from "../engine/db.ts";
+import { resolveCache, resolveSync, type SyncSettings } from "../config/schema.ts";
+import { databasePrefix } from "../storage/open.ts";
+import { Logger, type LogOptions } from "../observe/log.ts";
+import { ConfigError } from "../errors.ts";
+import { replicaOf, type ReplicaOptions } from "./replica.ts";
+import { register, unregister } from "./running.ts";
+
+/** One database, with its own settings. */
+export interface DatabaseOptions {
+  /** Path of the SQLite database (WAL mode). */
+  path: string;
+  /** Its name in the replica (default: the file name). */
+  name?: string;
+  /** Settings over the replication's `sync`. */
+  sync?: Partial<SyncSettings>;
+}
+
+/** Options for {@link replicate}. Everything but `databases` and `bucket` has a default. */
+export interface ReplicateOptions extends ReplicaOptions {
+  /** Database paths, or entries with per-database settings. */
+  databases: (string | DatabaseOptions)[];
+  /** Sync settings for every database (defaults: DEFAULT_SYNC, e.g. a 1 s batching window). */
+  sync?: Partial<SyncSettings>;
+  /** Upload queue size above which checkpoints pause (default 5 GiB). */
+  cacheMaxBytes?: number;
+  /** Uploads in flight across all databases (default 4). */
+  uploadConcurrency?: number;
+  /** A Logger, or options for one (default: info level, text, to stderr). */
+  log?: Logger | LogOptions;
+  /** Aborting it stops the replication (as `stop()` does). */
+  signal?: AbortSignal;
+  /** How long `stop()` keeps uploading by default (default 10 000 ms). */
+  drainMs?: number;
+  /** Alerts (the CLI's webhooks): called once per state change, never awaited. */
+  notify?: (
+    event: ReplicatorEvent,
+    p: { database: string; error?: string; attempts?: number; context?: Record<string, unknown> },
+  ) => void;
+}
+
+/** Where one database stands. */
+export interface DatabaseStatus {
+  path: string;
+  name: string;
+  /** TXID of the newest local level-0 file. */
+  txid: number;
+  /** Highest TXID confirmed in the replica. */
+  replicaTXID: number;
+  /** Files waiting for upload. */
+  pendingUploads: number;
+  /** When the last sync ran (undefined before the first). */
+  lastSyncAt?: Date;
+  /** Why this database stopped replicating, if it did. */
+  failed?: string;
+}
+
+/** The events a replication reports. */
+export type ReplicationEvent = ActivityEvent;
+
+/** A running replication. */
+export interface Replication {
+  /** Absolute paths of the databases. */
+  readonly databases: readonly string[];
+  /** Per-database position, replica position and queue. */
+  status(): DatabaseStatus[];
+  /** A level-9 snapshot of one database now; resolves once it is uploaded. */
+  snapshot(path: string): Promise<{ txid: number }>;
+  /** Sync every database once now. */
+  syncNow(): Promise<void>;
+  /**
+   * Stop: sync what is committed, upload within `drainMs`, give every lock back. Resolves true
+   * when everything was uploaded (the rest stays queued on disk for the next start).
+   */
+  stop(opts?: { drainMs?: number }): Promise<boolean>;
+  /** Listen to `sync`, `snapshot` or `error` events; returns the function that unsubscribes. */
+  on<T extends ReplicationEvent["type"]>(
+    type: T,
+    fn: (e: Extract<ReplicationEvent, { type: T }>) => void,
+  ): () => void;
+  /** Rejects (DatabaseError, exit 3) when every database stopped replicating. */
+  readonly failed: Promise<never>;
+}
+
+/**
+ * Replicate databases continuously until `stop()` (or `signal`).
+ *
+ * ```ts
+ * import { replicate } from "./mod.ts";
+ * const r = await replicate({ databases: ["/data/app.db"], bucket: "file:///backups" });
+ * r.on("sync", (e) => console.log(e.database, "at TXID", e.txid));
+ * // ... later
+ * await r.stop();
+ * ```
+ */
+export async function replicate(o: ReplicateOptions): Promise<Replication> {
+  if (o.databases.length === 0) throw new ConfigError("replicate: no databases given");
+  const replica = await replicaOf(o);
+  const log = o.log instanceof Logger ? o.log : new Logger(o.log ?? {});
+  const listeners = new Set<(e: ReplicationEvent) => void>();
+  const emit = (e: ReplicationEvent) => {
+    for (const fn of listeners) {
+      try {
+        fn(e);
+      } catch { /* a listener's failure is its own */ }
+    }
+  };
+  const specs = o.databases.map((d) => {
+    const db = typeof d === "string" ? { path: d } : d;
+    const path = resolve(db.path);
+    const name = db.name ?? basename(path);
+    return {
+      dbPath: path,
+      prefix: databasePrefix(replica, name),
+      name,
+      replica,
+      sync: resolveSync(o.sync ?? {}, db.sync ?? {}),
+      cacheMaxBytes: o.cacheMaxBytes ?? resolveCache().maxSize,
+      notify: o.notify,
+      onActivity: emit,
+    };
+  });
+  const store = new Store({ databases: specs, log, uploadConcurrency: o.uploadConcurrency ?? 4 });
+  await store.start();
+  const byPath = new Map<string, Replicator>(
+    store.replicators.map((r, i) => [specs[i].dbPath, r]),
+  );
+  let stopping: Promise<boolean> | undefined;
+  const handle: Replication = {
+    databases: specs.map((s) => s.dbPath),
+    status: () =>
+      store.replicators.map((r, i) => ({
+        path: specs[i].dbPath,
+        name: r.name,
+        txid: r.txid,
+        replicaTXID: r.remoteTXID,
+        pendingUploads: r.pendingUploads,
+        lastSyncAt: r.lastSyncAt ? new Date(r.lastSyncAt) : undefined,
+        failed: r.failed?.message,
+      })),
+    async snapshot(path: string) {
+      const r = byPath.get(resolve(path));
+      if (!r) throw new ConfigError(`snapshot: ${path} is not part of this replication`);
+      const { txid, uploaded } = await r.snapshot("requested");
+      await uploaded;
+      return { txid };
+    },
+    syncNow: () => store.syncAll(),
+    stop(opts = {}) {
+      stopping ??= (async () => {
+        try {
+          return await store.stop(opts.drainMs ?? o.drainMs ?? 10_000);
+        } finally {
+          for (const path of byPath.keys()) unregister(path);
+        }
+      })();
+      return stopping;
+    },
+    on(type, fn) {
+      const f = (e: ReplicationEvent) => {
+        if (e.type === type) fn(e as never);
+      };
+      listeners.add(f);
+      return () => listeners.delete(f);
+    },
+    failed: store.failed,
+  };
+  for (const [path, r] of byPath) register(path, r);
+  o.signal?.addEventListener("abort", () => handle.stop(), { once: true });
+  if (o.signal?.aborted) handle.stop();
+  return handle;
+}
