@@ -21,8 +21,24 @@
 export * from "./src/api.ts";
 export { DEFAULT_SYNC, type RetrySettings, type SyncSettings } from "./src/config/schema.ts";
 export { Logger, type LogLevel, type LogOptions } from "./src/observe/log.ts";
-export { openReplica, type Replica } from "./src/storage/open.ts";
-export type { FallbackInfo } from "./src/restore/run.ts";
-export type { LtxFileRef, RestorePlan } from "./src/restore/plan.ts";
-export { type LtxSummary, verifyLtx } from "./src/ltx/decoder.ts";
+export {
+  openReplica,
+  type Replica,
+  type ResilienceOptions,
+  type S3Overrides,
+} from "./src/storage/open.ts";
+export type { ByteRange, ObjectInfo, Storage } from "./src/storage/port.ts";
+export type { LayoutKind } from "./src/storage/layout.ts";
+export type { ResilienceEvents } from "./src/storage/resilient.ts";
+export type { FallbackInfo, RunResult } from "./src/restore/run.ts";
+export type { RestoreResult } from "./src/restore/apply.ts";
+export type { LtxFileRef, RestorePlan, Target } from "./src/restore/plan.ts";
+export type { ReplicatorEvent } from "./src/engine/db.ts";
+export {
+  type LtxSummary,
+  type LtxTrailer,
+  type PageIndexEntry,
+  verifyLtx,
+} from "./src/ltx/decoder.ts";
+export type { LtxHeader } from "./src/ltx/header.ts";
 export * from "./src/errors.ts";

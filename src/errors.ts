@@ -10,11 +10,14 @@ export const ExitCode = {
   Integrity: 5,
   Restore: 6,
 } as const;
+/** One of the documented exit codes: a value of `ExitCode`. */
 export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
 
 /** Base class: every walrust error has an exit code and a one-line message. */
 export class WalrustError extends Error {
+  /** The process exit code this error maps to; 1 (general) unless a subclass narrows it. */
   readonly exitCode: ExitCode = ExitCode.General;
+  /** `message` is the one-line text for the user; `options.cause` keeps the underlying error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
@@ -23,21 +26,25 @@ export class WalrustError extends Error {
 
 /** Bad flags, bad config file, missing arguments, lock held by another watcher. Exit 2. */
 export class ConfigError extends WalrustError {
-  override readonly exitCode = ExitCode.Config;
+  /** Always 2 (config). */
+  override readonly exitCode: typeof ExitCode.Config = ExitCode.Config;
 }
 
 /** Database file missing, not in WAL mode, SQLite errors, WAL problems. Exit 3. */
 export class DatabaseError extends WalrustError {
-  override readonly exitCode = ExitCode.Database;
+  /** Always 3 (database). */
+  override readonly exitCode: typeof ExitCode.Database = ExitCode.Database;
 }
 
 /** Storage backend failures (network, auth, bucket, filesystem replica I/O). Exit 4. */
 export class StorageError extends WalrustError {
-  override readonly exitCode = ExitCode.Storage;
+  /** Always 4 (storage). */
+  override readonly exitCode: typeof ExitCode.Storage = ExitCode.Storage;
   /** True when retrying the same operation may succeed (network, 5xx, throttling). */
   readonly transient: boolean;
   /** HTTP status or errno-like code when known. */
   readonly status?: number;
+  /** `opts.transient` marks the failure retryable (default false); `opts.status` and `opts.cause` are kept. */
   constructor(
     message: string,
     opts: { transient?: boolean; status?: number; cause?: unknown } = {},
@@ -56,7 +63,8 @@ export class AuthError extends StorageError {}
 
 /** Checksum mismatch, corrupt LTX file, broken chain. Exit 5. */
 export class IntegrityError extends WalrustError {
-  override readonly exitCode = ExitCode.Integrity;
+  /** Always 5 (integrity). */
+  override readonly exitCode: typeof ExitCode.Integrity = ExitCode.Integrity;
 }
 
 /** LTX decoding problem. `kind` names the class of defect (matches the vectors' error classes). */
@@ -74,7 +82,9 @@ export type LtxErrorKind =
 
 /** A malformed or corrupt LTX file. Exit 5. */
 export class LtxError extends IntegrityError {
+  /** The class of defect (header, checksum, page order, ...), as named in the vectors. */
   readonly kind: LtxErrorKind;
+  /** `kind` classifies the defect; `message` describes it. */
   constructor(kind: LtxErrorKind, message: string, options?: ErrorOptions) {
     super(message, options);
     this.kind = kind;
@@ -83,7 +93,8 @@ export class LtxError extends IntegrityError {
 
 /** Restore could not produce the requested state (no backup, gap, bad target). Exit 6. */
 export class RestoreError extends WalrustError {
-  override readonly exitCode = ExitCode.Restore;
+  /** Always 6 (restore). */
+  override readonly exitCode: typeof ExitCode.Restore = ExitCode.Restore;
 }
 
 /** Map any thrown value to its exit code. */

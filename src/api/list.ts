@@ -6,29 +6,41 @@ import { replicaOf, type ReplicaOptions } from "./replica.ts";
 
 /** One LTX file of a database. */
 export interface FileSummary {
+  /** Compaction level 0..9 (9 holds snapshots). */
   level: number;
+  /** First TXID the file covers. */
   minTXID: number;
+  /** Last TXID the file covers. */
   maxTXID: number;
+  /** Object size in bytes. */
   size: number;
   /** When the object was written (its modification time). */
   created: Date;
+  /** The object's full key in the replica. */
   key: string;
 }
 
 /** One database in a replica. */
 export interface DatabaseSummary {
+  /** The database's name in the replica (its key prefix below the base prefix). */
   name: string;
   /** The newest TXID in any file. */
   txid: number;
+  /** Level-9 snapshot files. */
   snapshots: number;
   /** Files per level 0..3. */
   l0: number;
+  /** Level-1 files. */
   l1: number;
+  /** Level-2 files. */
   l2: number;
+  /** Level-3 files. */
   l3: number;
   /** The oldest snapshot (or file), and the newest file. */
   oldest: Date;
+  /** When the newest file was written. */
   newest: Date;
+  /** Total size of all its files in bytes. */
   bytes: number;
 }
 

@@ -44,7 +44,9 @@ export interface ReplicateOptions extends ReplicaOptions {
 
 /** Where one database stands. */
 export interface DatabaseStatus {
+  /** Absolute path of the database. */
   path: string;
+  /** Its name in the replica. */
   name: string;
   /** TXID of the newest local level-0 file. */
   txid: number;

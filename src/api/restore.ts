@@ -32,11 +32,13 @@ export interface RestoreOptions extends ReplicaOptions, TargetOptions {
 
 /** What a restore produced. */
 export interface RestoreSummary extends RunResult {
+  /** The database's name in the replica. */
   name: string;
   /** The replica, as a URL. */
   replica: string;
   /** The requested time was after the newest backup: the latest state was restored. */
   clampedToLatest: boolean;
+  /** Wall-clock time the restore took, in milliseconds. */
   durationMs: number;
 }
 

@@ -21,6 +21,7 @@ export interface SnapshotOptions extends Partial<ReplicaOptions> {
   timeoutMs?: number;
   /** Sync settings when walrust opens the database itself. */
   sync?: Partial<SyncSettings>;
+  /** A Logger, or options for one (default: info level, text, to stderr). */
   log?: Logger | LogOptions;
 }
 

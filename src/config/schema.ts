@@ -43,8 +43,11 @@ export interface RetentionSettings {
 export interface RetrySettings {
   /** Retries after the first attempt. */
   maxRetries: number;
+  /** Backoff base: retry n waits a random time below min(maxDelayMs, baseDelayMs * 2^n). */
   baseDelayMs: number;
+  /** Upper bound of any one backoff delay. */
   maxDelayMs: number;
+  /** Whether a circuit breaker stops calls after repeated failures. */
   circuitBreakerEnabled: boolean;
   /** Consecutive failures that open the breaker. */
   circuitBreakerThreshold: number;

@@ -23,14 +23,19 @@ import { formatHex64 } from "./names.ts";
 
 /** The 16-byte trailer. */
 export interface LtxTrailer {
+  /** Database checksum after applying the file (0 when checksums are not tracked). */
   postApplyChecksum: bigint;
+  /** CRC-64 of every byte before this field, with bit 63 set. */
   fileChecksum: bigint;
 }
 
 /** One page-index entry: where a page's frame starts and how long it is. */
 export interface PageIndexEntry {
+  /** Page number (1-based). */
   pgno: number;
+  /** Byte offset of the page's frame (its page header) in the file. */
   offset: number;
+  /** Frame length in bytes, from the page header to the end of the payload. */
   size: number;
 }
 
@@ -56,11 +61,17 @@ export interface LtxFrame extends LtxPage {
 
 /** Everything a full verification learned about one file. */
 export interface LtxSummary {
+  /** The decoded file header (page size, commit, TXID range, timestamp, WAL position). */
   header: LtxHeader;
+  /** Page numbers of the page frames, in file order. */
   pages: number[];
+  /** The trailer's post-apply and file checksums. */
   trailer: LtxTrailer;
+  /** The page index: offset and size of each page frame. */
   index: PageIndexEntry[];
+  /** Total file size in bytes. */
   size: number;
+  /** Page encoding used: LZ4 block, legacy LZ4 frame, both, or none (no pages). */
   encoding: "block" | "legacy" | "mixed" | "none";
 }
 

@@ -13,17 +13,29 @@ export const MIN_PAGE_SIZE = 512, MAX_PAGE_SIZE = 65536;
 
 /** Decoded header fields; 64-bit TXIDs, offsets and times are plain numbers (safe integers). */
 export interface LtxHeader {
+  /** Header flags; only 0x2 (database checksums not tracked) is valid. */
   flags: number;
+  /** Database page size in bytes: a power of two from 512 to 65536. */
   pageSize: number;
+  /** Database size in pages after the file is applied. */
   commit: number;
+  /** First TXID the file covers (1 for a snapshot). */
   minTXID: number;
+  /** Last TXID the file covers. */
   maxTXID: number;
+  /** When the file was written, ms since the Unix epoch (newest input's time when compacted). */
   timestamp: number;
+  /** Database checksum before applying the file (0 for snapshots and untracked checksums). */
   preApplyChecksum: bigint;
+  /** Byte offset in the source WAL of the first covered frame; 0 for compacted files. */
   walOffset: number;
+  /** Bytes of WAL covered, starting at walOffset. */
   walSize: number;
+  /** WAL header salt-1 when the file was made; 0 for compacted files. */
   walSalt1: number;
+  /** WAL header salt-2 when the file was made; 0 for compacted files. */
   walSalt2: number;
+  /** Writer node ID; 0 in Litestream files. */
   nodeID: bigint;
 }
 

@@ -3,18 +3,25 @@
 export type LogLevel = "error" | "warn" | "info" | "debug" | "trace";
 const ORDER: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };
 
+/** Options for a Logger; each has a default. */
 export interface LogOptions {
+  /** Most verbose level printed (default: WALRUST_LOG, then RUST_LOG, then "info"). */
   level?: LogLevel;
+  /** Plain text lines or one JSON object per line (default "text"). */
   format?: "text" | "json";
+  /** Where each line goes (default: stderr). */
   write?: (line: string) => void;
 }
 
 /** A logger writing one line per event to stderr. */
 export class Logger {
+  /** Most verbose level printed; may be changed at any time. */
   level: LogLevel;
+  /** Plain text lines or one JSON object per line. */
   format: "text" | "json";
   #write: (line: string) => void;
 
+  /** A logger with `opts` applied over the defaults. */
   constructor(opts: LogOptions = {}) {
     this.level = opts.level ?? levelFromEnv() ?? "info";
     this.format = opts.format ?? "text";
@@ -41,15 +48,19 @@ export class Logger {
     this.#write(`${ts} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? " " + extra : ""}`);
   }
 
+  /** Log at level error. */
   error(msg: string, fields?: Record<string, unknown>): void {
     this.log("error", msg, fields);
   }
+  /** Log at level warn. */
   warn(msg: string, fields?: Record<string, unknown>): void {
     this.log("warn", msg, fields);
   }
+  /** Log at level info. */
   info(msg: string, fields?: Record<string, unknown>): void {
     this.log("info", msg, fields);
   }
+  /** Log at level debug. */
   debug(msg: string, fields?: Record<string, unknown>): void {
     this.log("debug", msg, fields);
   }

@@ -15,11 +15,17 @@ import { fsyncDir } from "../fsutil.ts";
 
 /** What a finished restore produced. */
 export interface RestoreResult {
+  /** The TXID the restored database is at. */
   txid: number;
+  /** Page size of the restored database in bytes. */
   pageSize: number;
+  /** Size of the restored database in pages. */
   commit: number;
+  /** Size of the restored database in bytes (commit * pageSize). */
   bytes: number;
+  /** How many LTX files were applied. */
   files: number;
+  /** Where the database was written. */
   outPath: string;
 }
 

@@ -11,10 +11,15 @@ export type { Target } from "./time.ts";
 
 /** One LTX object in the replica. */
 export interface LtxFileRef {
+  /** Compaction level 0..9 (9 holds snapshots). */
   level: number;
+  /** First TXID the file covers. */
   minTXID: number;
+  /** Last TXID the file covers. */
   maxTXID: number;
+  /** The object's full key in the replica. */
   key: string;
+  /** Object size in bytes. */
   size: number;
   /** header timestamp, ms, filled lazily */
   timestamp?: number;
@@ -22,8 +27,11 @@ export interface LtxFileRef {
 
 /** The files to apply, in order, and the state they produce. */
 export interface RestorePlan {
+  /** LTX files to apply, oldest first. */
   files: LtxFileRef[];
+  /** The TXID the restored database will be at. */
   txid: number;
+  /** Database page size, when a header read while planning revealed it. */
   pageSize?: number;
   /** true when the target time was after the newest file */
   clampedToLatest: boolean;

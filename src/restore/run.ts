@@ -15,7 +15,9 @@ import { planRestore, type RestorePlan, type Target } from "./plan.ts";
 
 /** A corrupt file the restore left out, and the plan it continues with. */
 export interface FallbackInfo {
+  /** Key of the corrupt LTX file left out. */
   key: string;
+  /** What was wrong with it. */
   reason: string;
   /** The plan tried next, which does not use `key`. */
   plan: RestorePlan;
@@ -33,7 +35,9 @@ export interface RunOptions extends ApplyOptions {
 
 /** What restoreWithFallback produced: the result, the plan that made it, the files left out. */
 export interface RunResult extends RestoreResult {
+  /** The plan that produced the restored database. */
   plan: RestorePlan;
+  /** Corrupt files planned around, in the order they were found (empty when none). */
   fallbacks: FallbackInfo[];
 }
 

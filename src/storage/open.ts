@@ -8,7 +8,9 @@ import type { RetrySettings } from "../config/schema.ts";
 
 /** A replica location: a backend, its key layout, and the base prefix under which databases live. */
 export interface Replica {
+  /** The backend holding the replica's objects (behind retries when opened with `resilience`). */
   storage: Storage;
+  /** Key layout: "s3" for s3:// URLs, "file" for file replicas. */
   kind: LayoutKind;
   /** Base prefix from the URL ("" for none); a database's prefix is joined below it. */
   basePrefix: string;
@@ -20,14 +22,19 @@ export interface Replica {
 
 /** S3 settings that flags or config may add to an s3:// URL. */
 export interface S3Overrides {
+  /** S3-compatible endpoint URL; replaces the URL's `?endpoint=`. */
   endpoint?: string;
+  /** S3 region; replaces the URL's `?region=`. */
   region?: string;
+  /** Path-style addressing (bucket in the path, not the host name). */
   forcePathStyle?: boolean;
 }
 
 /** Retries, circuit breaker and their events, applied to every backend. */
 export interface ResilienceOptions {
+  /** Retry counts, backoff delays and circuit-breaker thresholds. */
   retry: RetrySettings;
+  /** Told about breaker transitions, retries and rejected credentials. */
   events?: ResilienceEvents;
 }
 

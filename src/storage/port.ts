@@ -14,7 +14,9 @@ export interface ObjectInfo {
 
 /** A byte range to read. */
 export interface ByteRange {
+  /** Byte offset of the first byte to read. */
   offset: number;
+  /** Number of bytes to read. */
   length: number;
 }
 

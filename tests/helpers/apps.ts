@@ -3,7 +3,7 @@
  * CLI and python3) and a background loop on a long-lived SqliteWriter that counts the
  * transactions SQLite acknowledged.
  */
-import { runSql, SqliteWriter } from "./sqlite_writer.ts";
+import { runSql, type SqliteWriter } from "./sqlite_writer.ts";
 
 /** The table every workload writes: `tag` says who wrote a row, `v` is its payload. */
 export const APP_SCHEMA =
