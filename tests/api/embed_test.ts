@@ -14,16 +14,9 @@ import {
   snapshot,
 } from "../../mod.ts";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
+import { assertHoldsLocks } from "../helpers/proc.ts";
 
 const quiet = new Logger({ level: "error" });
-
-async function posixLockCount(pid: number, path: string): Promise<number> {
-  const st = await Deno.stat(path);
-  return (await Deno.readTextFile("/proc/locks")).split("\n").filter((l) => {
-    const f = l.trim().split(/\s+/);
-    return f[1] === "POSIX" && f[4] === String(pid) && f[5]?.endsWith(`:${st.ino}`);
-  }).length;
-}
 
 Deno.test("replicate two databases under writes, stop, restore both: each equals its source", async () => {
   const dir = await Deno.makeTempDir({ prefix: "walrust-embed-" });
@@ -85,7 +78,7 @@ Deno.test("start, stop, start in one process: stop gives every lock back, the se
     await w.exec("INSERT INTO t (v) VALUES ('second run')");
     const { txid } = await snapshot({ path: db }); // through this process's own replication
     assert.ok(txid > 0);
-    assert.ok((await posixLockCount(Deno.pid, db)) > 0);
+    await assertHoldsLocks(Deno.pid, db, "second run");
     await assert.rejects(replicate(opts), ConfigError, "a second replication of the same file");
     await r.stop();
     const out = `${dir}/restored.db`;

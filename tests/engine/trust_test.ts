@@ -13,6 +13,7 @@ import { resolveSync } from "../../src/config/schema.ts";
 import { Logger } from "../../src/observe/log.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { rejects } from "../helpers/vectors.ts";
+import { assertHoldsLocks } from "../helpers/proc.ts";
 
 const SCHEMA = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)";
 
@@ -32,21 +33,6 @@ const watchArgs = (db: string, bucket: string) => [
   "--wal-sync-interval",
   "0.05",
 ];
-
-/** POSIX locks /proc/locks shows for `pid` on the file at `path`. */
-async function posixLocks(pid: number, path: string): Promise<number> {
-  const st = await Deno.stat(path);
-  const dev = BigInt(st.dev);
-  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
-  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
-  const want = `${major.toString(16).padStart(2, "0")}:${
-    minor.toString(16).padStart(2, "0")
-  }:${st.ino}`;
-  return (await Deno.readTextFile("/proc/locks")).split("\n").filter((l) => {
-    const f = l.trim().split(/\s+/);
-    return f[1] === "POSIX" && f[4] === String(pid) && f[5] === want;
-  }).length;
-}
 
 Deno.test("a second watcher on the same database through a symlink or a hard link is refused (exit 2)", async () => {
   const { dir, db, bucket } = await setup();
@@ -104,8 +90,7 @@ Deno.test("the app's last connection closing while walrust holds the database ke
       await runSql(db, `INSERT INTO t (v) VALUES ('close ${i}')`); // opens, writes, closes
       await r.sync();
       await Deno.stat(`${db}-wal`); // still there: our connections count as connections
-      assert.ok(await posixLocks(Deno.pid, db) > 0, "a POSIX lock on the database");
-      assert.ok(await posixLocks(Deno.pid, `${db}-shm`) > 0, "a POSIX lock on the -shm");
+      await assertHoldsLocks(Deno.pid, db, `after close ${i}`); // the database and the -shm
     }
     await r.checkpoint("TRUNCATE");
     await runSql(db, `INSERT INTO t (v) VALUES ('after truncate')`);
