@@ -1,7 +1,6 @@
 /** `list()` and `listFiles()`: what a replica holds, per database and per file. */
 import { splitLtxKey } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
-import { ConfigError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 
 /** One LTX file of a database. */
@@ -108,9 +107,8 @@ export async function list(o: ReplicaOptions): Promise<DatabaseSummary[]> {
   });
 }
 
-/** One database's LTX files, by level then TXID. Throws ConfigError when it has none. */
+/** One database's LTX files, by level then TXID (empty when the replica holds none). */
 export async function listFiles(o: ReplicaOptions & { name: string }): Promise<FileSummary[]> {
   const files = (await scan(await replicaOf(o), o.name)).get(o.name) ?? [];
-  if (files.length === 0) throw new ConfigError(`list: no files for database "${o.name}"`);
   return files.sort((a, b) => a.level - b.level || a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
 }

@@ -31,6 +31,7 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
       ));
       return 0;
     }
+    if (rows.length === 0) throw new ConfigError(`list: no files for database "${want}"`);
     printTable([
       ["level", "min_txid", "max_txid", "size", "created"],
       ...rows.map((r) => [
