@@ -19,7 +19,13 @@
  * @module
  */
 export * from "./src/api.ts";
-export { DEFAULT_SYNC, type RetrySettings, type SyncSettings } from "./src/config/schema.ts";
+export {
+  DEFAULT_RETENTION,
+  DEFAULT_SYNC,
+  type RetentionSettings,
+  type RetrySettings,
+  type SyncSettings,
+} from "./src/config/schema.ts";
 export { Logger, type LogLevel, type LogOptions } from "./src/observe/log.ts";
 export {
   openReplica,

@@ -21,3 +21,4 @@ export {
 export { snapshot, type SnapshotOptions, type SnapshotResult } from "./api/snapshot.ts";
 export { type DatabaseSummary, type FileSummary, list, listFiles } from "./api/list.ts";
 export { replicaOf, type ReplicaOptions } from "./api/replica.ts";
+export { prune, type PruneOptions, type PruneReport } from "./api/prune.ts";

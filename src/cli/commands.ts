@@ -75,6 +75,20 @@ ${BUCKET_HELP}
     run: async (a: string[], c: CliContext) => (await import("./snapshot.ts")).runSnapshot(a, c),
   },
   {
+    name: "prune",
+    summary: "apply [retention] to a database's replica (a dry run unless --force)",
+    usage: `Usage: walrust prune NAME [--bucket URL] [--force] [--json]
+
+Keeps every transaction inside the PITR window ([retention] pitr_window, default 24h)
+restorable, and beyond it one snapshot per hour/day/ISO week/month for the newest
+hourly/daily/weekly/monthly buckets (24/7/12/12); the newest snapshot is always kept.
+Prints what would be deleted, the bytes freed and the earliest restorable point.
+${BUCKET_HELP}
+      --force             delete (without it nothing is deleted)
+      --json              print one JSON object`,
+    run: async (a: string[], c: CliContext) => (await import("./prune.ts")).runPrune(a, c),
+  },
+  {
     name: "ltx",
     summary: "inspect LTX files: verify, dump, list, apply",
     usage: `Usage: walrust ltx verify FILE...

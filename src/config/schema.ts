@@ -31,9 +31,13 @@ export interface SyncSettings {
 
 /** Which restore points to keep. */
 export interface RetentionSettings {
+  /** Keep the newest snapshot of each of this many newest UTC hours. */
   hourly: number;
+  /** Keep the newest snapshot of each of this many newest UTC days. */
   daily: number;
+  /** Keep the newest snapshot of each of this many newest ISO weeks. */
   weekly: number;
+  /** Keep the newest snapshot of each of this many newest UTC months. */
   monthly: number;
   /** Every transaction in this window stays restorable. */
   pitrWindowMs: number;
