@@ -22,3 +22,11 @@ export { snapshot, type SnapshotOptions, type SnapshotResult } from "./api/snaps
 export { type DatabaseSummary, type FileSummary, list, listFiles } from "./api/list.ts";
 export { replicaOf, type ReplicaOptions } from "./api/replica.ts";
 export { prune, type PruneOptions, type PruneReport } from "./api/prune.ts";
+export {
+  type FallbackOutcome,
+  type RestorablePoint,
+  verify,
+  type VerifyOptions,
+  type VerifyProblem,
+  type VerifyReport,
+} from "./api/verify.ts";

@@ -89,6 +89,30 @@ ${BUCKET_HELP}
     run: async (a: string[], c: CliContext) => (await import("./prune.ts")).runPrune(a, c),
   },
   {
+    name: "verify",
+    summary: "prove a replica restores: decode its files, restore to a temp folder, check",
+    usage:
+      `Usage: walrust verify NAME [--bucket URL] [--txid N | --point-in-time T] [--all] [--json]
+
+The backup check for CI: plans the restore of NAME (latest by default), decodes every file
+the plan needs (CRCs, headers, TXID continuity, snapshot completeness), restores it into a
+temporary folder (removed afterwards), runs PRAGMA integrity_check and compares the database
+checksum walrust recorded. Prints the files checked, the TXID restored and its time, the
+restore time and the restorable window (oldest snapshot .. newest state).
+Unlike restore, a corrupt file is never planned around silently: it fails the check (exit 5),
+and verify says whether the target still restores without it ("restorable without it from").
+Exit codes: 0 restorable; 5 any integrity problem (corrupt file, gap in the chain, failed
+check), even when another plan restores; 6 nothing restorable at the target; 4 storage.
+${BUCKET_HELP}
+      --txid N            verify the state at exactly TXID N
+      --point-in-time T   verify the state at time T (RFC 3339 or relative: -15m, -2h)
+      --all               also decode every other LTX file of NAME, reporting each failure
+      --temp-dir DIR      where the temporary restore folder goes (default: TMPDIR)
+      --json              print one JSON object: ok, name, txid, timestamp, files_checked,
+                          bytes, restore_seconds, window, errors [{key, error}], ...`,
+    run: async (a: string[], c: CliContext) => (await import("./verify.ts")).runVerify(a, c),
+  },
+  {
     name: "ltx",
     summary: "inspect LTX files: verify, dump, list, apply",
     usage: `Usage: walrust ltx verify FILE...

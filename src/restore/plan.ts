@@ -37,6 +37,23 @@ export interface RestorePlan {
   clampedToLatest: boolean;
 }
 
+/**
+ * A gap in the chain: no file covers TXIDs `last + 1` .. `next - 1`, though a later file exists.
+ * A RestoreError (exit 6) like any unrestorable target; `walrust verify` tells it apart.
+ */
+export class GapError extends RestoreError {
+  /** The newest TXID the chain reaches before the gap. */
+  readonly last: number;
+  /** The first TXID a file covers after the gap. */
+  readonly next: number;
+  /** `last` and `next` bound the missing TXIDs. */
+  constructor(message: string, last: number, next: number) {
+    super(message);
+    this.last = last;
+    this.next = next;
+  }
+}
+
 const DEFAULT_CONCURRENCY = 16;
 /** Page sizes seen while reading headers for timestamps; lets the plan report one for free. */
 const pageSizes = new WeakMap<LtxFileRef, number>();
@@ -175,10 +192,12 @@ export async function planRestore(
 
   const gap = await findGap(levels, cur, target, usable);
   if (gap !== undefined && target.kind !== "txid") {
-    throw new RestoreError(
+    throw new GapError(
       `gap in the backup at ${where(storage, prefix)}: TXIDs ${txidHex(cur + 1)}-${
         txidHex(gap - 1)
       } are missing (no LTX file covers them)`,
+      cur,
+      gap,
     );
   }
 
@@ -193,7 +212,8 @@ export async function planRestore(
     );
   }
   if (target.kind === "txid" && (files.length === 0 || cur !== target.txid)) {
-    throw new RestoreError(txidMessage(storage, prefix, target.txid, cur, gap, all));
+    const msg = txidMessage(storage, prefix, target.txid, cur, gap, all);
+    throw gap === undefined ? new RestoreError(msg) : new GapError(msg, cur, gap);
   }
   if (T !== undefined) {
     if (files.length === 0) {
