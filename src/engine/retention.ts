@@ -9,7 +9,7 @@
  * 2. PITR: the base is the newest snapshot taken at or before `now - pitr_window` (the oldest
  *    snapshot when none is that old); it, every newer snapshot and every other file ending after
  *    the base's TXID are kept, so any TXID from the base on restores.
- * 3. The newest snapshot is always kept.
+ * 3. The newest snapshot, and the newest file of every level, are always kept.
  * Everything else is deleted: snapshots no rule keeps, and non-snapshot files wholly at or below
  * the base's TXID (a kept GFS snapshot restores its own TXID alone).
  */
@@ -102,12 +102,20 @@ export function planRetention(
     base = snaps.find((s) => s.timestamp <= start) ?? snaps[snaps.length - 1];
     for (const s of snaps) if (s.maxTXID >= base.maxTXID) kept.add(s);
   }
+  // Each level's newest file stays, as in Litestream: a running watcher checks that the level-0
+  // file it uploaded last is still there, and its absence would mean "the replica lost files".
+  const newestOfLevel = new Map<number, RetentionFile>();
+  for (const f of files) {
+    const n = newestOfLevel.get(f.level);
+    if (!n || f.maxTXID > n.maxTXID) newestOfLevel.set(f.level, f);
+  }
   const keep: RetentionFile[] = [];
   const del: RetentionFile[] = [];
   for (const f of files) {
     const isSnap = f.level === SNAPSHOT_LEVEL && f.minTXID === 1;
     let needed: boolean;
-    if (isSnap) needed = kept.has(f);
+    if (newestOfLevel.get(f.level) === f) needed = true;
+    else if (isSnap) needed = kept.has(f);
     else if (snaps.length === 0) needed = true; // no snapshot yet: the chain from TXID 1 is all there is
     else if (base) needed = f.maxTXID > base.maxTXID;
     else needed = f.maxTXID > snaps[0].maxTXID; // no PITR: only what extends the newest snapshot

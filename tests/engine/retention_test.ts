@@ -162,3 +162,13 @@ Deno.test("prune on a real replica: a dry run deletes nothing; --force thins it 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the newest file of every level is kept (a running watcher checks its last level-0 file)", () => {
+  const files: RetentionFile[] = [
+    { level: 0, minTXID: 1, maxTXID: 1, key: "l0/1", size: 5, timestamp: NOW - 3 * DAY },
+    { level: 9, minTXID: 1, maxTXID: 1, key: "l9/1", size: 50, timestamp: NOW - 3 * DAY },
+    { level: 9, minTXID: 1, maxTXID: 1, key: "l9/1-again", size: 50, timestamp: NOW - 2 * DAY },
+  ];
+  const plan = planRetention(files, DEFAULT_RETENTION, NOW);
+  assert.ok(plan.keep.some((f) => f.key === "l0/1"), "the only (newest) level-0 file stays");
+});
