@@ -190,3 +190,59 @@ Deno.test("a -wal deleted under a running watcher (same database file) stops it 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("in process: the start-up decision follows the replica (empty → snapshot, ahead → above it, same → resume)", async () => {
+  const { dir, db, bucket } = await setup();
+  const log = new Logger({ level: "error" });
+  const start = async (b: string) =>
+    await Replicator.open({
+      dbPath: db,
+      prefix: "app.db",
+      replica: await openReplica(b),
+      sync: resolveSync({}),
+      pool: new UploadPool(1),
+      log,
+    });
+  const stop = async (r: Replicator) => {
+    assert.ok(await r.drainUploads(Date.now() + 20_000));
+    await r.stop();
+    r.release();
+  };
+  try {
+    let r = await start(bucket);
+    await runSql(db, "INSERT INTO t (v) VALUES ('one')");
+    await r.sync();
+    const first = r.txid;
+    await stop(r);
+
+    // The same replica: resume from the position record, no snapshot.
+    r = await start(bucket);
+    assert.equal(r.stats.snapshotsWritten, 0, "resumed without a snapshot");
+    assert.equal(r.txid, first);
+    await stop(r);
+
+    // An empty replica (the bucket switched): a snapshot, above nothing.
+    const other = `file://${dir}/other`;
+    r = await start(other);
+    assert.equal(r.stats.snapshotsWritten, 1, "the empty replica got a snapshot");
+    await stop(r);
+    assert.equal(await restoreAndDump(other, "app.db", `${dir}/other.db`), await dumpContent(db));
+
+    // A replica ahead of local state (another writer went on): a snapshot above its newest TXID.
+    for (let i = 0; i < 3; i++) {
+      await runSql(db, `INSERT INTO t (v) VALUES ('elsewhere ${i}')`);
+      const once = await walrust(["watch", db, "--bucket", bucket, "--once"]);
+      assert.equal(once.code, 0, once.stderr);
+    }
+    const ahead = Math.max(
+      ...(await replicaFiles(`${dir}/replica`, "app.db")).map((f) => f.maxTXID),
+    );
+    await Deno.remove(`${dir}/.app.db-walrust`, { recursive: true }); // local state lost
+    r = await start(bucket);
+    assert.equal(r.txid, ahead + 1, "continues above the replica, never over its history");
+    await stop(r);
+    assert.equal(await restoreAndDump(bucket, "app.db", `${dir}/latest.db`), await dumpContent(db));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
