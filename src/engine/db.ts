@@ -323,7 +323,10 @@ export class Replicator {
       s.snapshotIntervalMs > 0 && this.#pos.txid > this.#meta.snapshotTXID &&
       now - this.#meta.snapshotAt >= s.snapshotIntervalMs
     ) return "due";
-    if (now - this.#lastIdentityCheck >= 10_000) return "due";
+    if (now - this.#lastIdentityCheck >= 5_000) {
+      this.#lastIdentityCheck = now;
+      if (this.#f?.pathsMoved()) return "due"; // the sync's full check decides what it means
+    }
     try {
       Deno.statSync(`${this.state.dir}/snapshot-request`);
       return "due";

@@ -32,7 +32,13 @@ export class WatchedFiles {
     readonly pageSize: number,
     /** The `-shm` as SQLite opened it (walrust never opens it: see pagefile.ts). */
     readonly shm: Deno.FileInfo,
-  ) {}
+  ) {
+    this.#dbId = db.file.statSync();
+    this.#walId = wal.statSync();
+  }
+
+  #dbId: Deno.FileInfo;
+  #walId: Deno.FileInfo;
 
   /**
    * Lock the database, open the SQLite connections (WAL mode required), create Litestream's
@@ -83,6 +89,15 @@ export class WatchedFiles {
     const shm = statOrUndefined(`${this.dbPath}-shm`);
     if (!shm || !sameFile(shm, this.shm)) return "shm-replaced";
     return undefined;
+  }
+
+  /** The cheap part of check(), for the idle poll: path stats only, no descriptor touched. */
+  pathsMoved(): boolean {
+    const db = statOrUndefined(this.dbPath);
+    const wal = statOrUndefined(`${this.dbPath}-wal`);
+    const shm = statOrUndefined(`${this.dbPath}-shm`);
+    return !db || !wal || !shm || !sameFile(db, this.#dbId) || !sameFile(wal, this.#walId) ||
+      !sameFile(shm, this.shm);
   }
 
   /**
