@@ -701,7 +701,9 @@ export class Replicator {
 
   /** Upload what is queued; false if `deadline` passed first. */
   async drainUploads(deadline: number): Promise<boolean> {
-    if (!this.#reconciled && !this.#failed) {
+    // Not after a failed listing: an unreachable replica must not hold up the shutdown (the
+    // queue stays on disk and goes up on the next start).
+    if (!this.#reconciled && !this.#failed && this.#reconcileBackoffMs === 0) {
       await this.#exclusive(() => this.#reconcileLocked()).catch(() => {});
       if (this.#snapshotReason) await this.#exclusive(() => this.#syncLocked()).catch(() => {});
     }
