@@ -228,18 +228,18 @@ def test_format_time_is_rfc3339_utc():
         walrust.format_time(12)  # type: ignore[arg-type]
 
 
-def test_verify_restores_into_a_temporary_dir_and_removes_it(replicated, tmp_path, monkeypatch):
+def test_verify_proves_the_backup_and_leaves_nothing_behind(replicated, bundle, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    v = replicated["w"].verify("app.db")
-    assert v["name"] == "app.db" and v["integrity_check"] == "ok"
-    assert v["txid"] == replica_txid(replicated["w"], "app.db")
-    if v.get("method") == "restore":
-        assert list(scratch.iterdir()) == [], "verify left its restore behind"
+    w = Walrust(replicated["w"].bucket, executable=bundle, env={"TMPDIR": str(scratch)})
+    v = w.verify("app.db", all_files=True)
+    assert v["ok"] is True and v["exit_code"] == 0 and v["name"] == "app.db"
+    assert v["txid"] == replica_txid(w, "app.db")
+    assert v["files_checked"] >= 1 and v["errors"] == []
+    assert list(scratch.iterdir()) == [], "verify left its restore behind"
     with pytest.raises(WalrustError) as e:
-        replicated["w"].verify("missing.db")
-    assert e.value.exit_code != 0
+        w.verify("missing.db")
+    assert e.value.exit_code == 6
     assert list(scratch.iterdir()) == []
 
 
