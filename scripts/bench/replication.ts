@@ -15,7 +15,8 @@ import { LtxDecoder, readLtxFile } from "../../src/ltx/decoder.ts";
 import { parseLtxName } from "../../src/ltx/names.ts";
 import { applyPlan } from "../../src/restore/apply.ts";
 import { planRestore } from "../../src/restore/plan.ts";
-import { databasePrefix, openReplica } from "../../src/storage/open.ts";
+import { openReplica } from "../../src/storage/open.ts";
+import { DbReplica } from "../../src/storage/replica.ts";
 import { waitCaughtUp } from "../../tests/helpers/replica.ts";
 import { runSql } from "../../tests/helpers/sqlite_writer.ts";
 import { WalrustProcess } from "../../tests/helpers/walrust.ts";
@@ -818,12 +819,7 @@ export async function benchRestore(opts: BenchOptions): Promise<RestoreBench> {
     for (let i = 0; i < runs; i++) {
       const out = `${dir}/restored-lib-${i}.db`;
       const t0 = performance.now();
-      const plan = await planRestore(
-        replica.storage,
-        replica.kind,
-        databasePrefix(replica, "big.db"),
-        { kind: "latest" },
-      );
+      const plan = await planRestore(DbReplica.of(replica, "big.db"), { kind: "latest" });
       await applyPlan(replica.storage, plan, out, { integrity: "full" });
       inProcessMs.push(performance.now() - t0);
       if (!same(out)) identical = false;

@@ -1,7 +1,6 @@
 /** `prune()`: apply the retention policy to one database's replica (a dry run unless `force`). */
 import { resolveRetention, type RetentionSettings } from "../config/schema.ts";
-import { databasePrefix } from "../storage/open.ts";
-import { listDbFiles } from "../storage/replica.ts";
+import { DbReplica } from "../storage/replica.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import { fileTimestamp } from "../restore/plan.ts";
 import { planRetention, type RetentionFile } from "../engine/retention.ts";
@@ -51,20 +50,20 @@ export interface PruneReport {
 export async function prune(o: PruneOptions): Promise<PruneReport> {
   const policy = resolveRetention(o.retention);
   const replica = await replicaOf(o);
-  const prefix = databasePrefix(replica, o.name);
-  const listed = await listDbFiles(replica, prefix);
+  const db = DbReplica.of(replica, o.name);
+  const listed = await db.files();
   if (listed.length === 0) {
     throw new RestoreError(`no backup of ${o.name} at ${replica.url}: nothing to prune`);
   }
   // Only snapshots need their time (GFS buckets, the PITR base): one ranged read each.
   const files: RetentionFile[] = [];
   for (const f of listed) {
-    const timestamp = f.level === SNAPSHOT_LEVEL ? await fileTimestamp(replica.storage, f) : 0;
+    const timestamp = f.level === SNAPSHOT_LEVEL ? await fileTimestamp(db.storage, f) : 0;
     files.push({ ...f, timestamp });
   }
   const plan = planRetention(files, policy, o.now ?? Date.now());
   if (o.force && plan.delete.length > 0) {
-    await replica.storage.delete(plan.delete.map((f) => f.key));
+    await db.deleteLtx(plan.delete);
   }
   return {
     name: o.name,

@@ -1,6 +1,6 @@
 /** `restore()` and `restorePlan()`: rebuild a database from its replica. */
 import { resolve } from "node:path";
-import { databasePrefix } from "../storage/open.ts";
+import { DbReplica } from "../storage/replica.ts";
 import { planRestore, type RestorePlan } from "../restore/plan.ts";
 import { type FallbackInfo, restoreWithFallback } from "../restore/run.ts";
 import type { RunResult } from "../restore/run.ts";
@@ -76,9 +76,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreSummary> {
   const started = Date.now();
   const replica = await replicaOf(o);
   const r = await restoreWithFallback(
-    replica.storage,
-    replica.kind,
-    databasePrefix(replica, o.name),
+    DbReplica.of(replica, o.name),
     targetOf(o),
     resolve(o.output),
     {
@@ -103,10 +101,5 @@ export async function restorePlan(
   o: ReplicaOptions & TargetOptions & { name: string },
 ): Promise<RestorePlan> {
   const replica = await replicaOf(o);
-  return await planRestore(
-    replica.storage,
-    replica.kind,
-    databasePrefix(replica, o.name),
-    targetOf(o),
-  );
+  return await planRestore(DbReplica.of(replica, o.name), targetOf(o));
 }

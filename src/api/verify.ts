@@ -20,7 +20,8 @@ import {
 import { restoreWithFallback, type RunResult } from "../restore/run.ts";
 import type { Target } from "../restore/time.ts";
 import { POST_APPLY_CHECKSUM_META } from "../storage/layout.ts";
-import { databasePrefix, type Replica } from "../storage/open.ts";
+import type { Replica } from "../storage/open.ts";
+import { DbReplica } from "../storage/replica.ts";
 import { ConfigError, ExitCode, IntegrityError, RestoreError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 import { targetOf, type TargetOptions } from "./restore.ts";
@@ -133,8 +134,8 @@ async function verifyReplica(
   o: VerifyOptions,
   target: Target,
 ): Promise<VerifyReport> {
-  const storage = replica.storage;
-  const prefix = databasePrefix(replica, o.name);
+  const db = DbReplica.of(replica, o.name);
+  const storage = db.storage;
   const errors: VerifyProblem[] = [];
   const checked = new Map<string, number>(); // key -> size of every file decoded in full
   const tmp = await Deno.makeTempDir({ dir: o.tempDir, prefix: "walrust-verify-" });
@@ -146,12 +147,12 @@ async function verifyReplica(
   try {
     const out = join(tmp, "restored.db");
     await refuseTempInReplica(out, tmp, replica.fileRoot);
-    files = await listLtxFiles(storage, replica.kind, prefix);
+    files = await listLtxFiles(db);
     const corrupt: { key: string; reason: string }[] = [];
     let why = "no other plan reaches the same TXID";
     const started = performance.now();
     try {
-      run = await restoreWithFallback(storage, replica.kind, prefix, target, out, {
+      run = await restoreWithFallback(db, target, out, {
         integrity: "full",
         checkRecordedChecksum: true,
         replicaRoot: replica.fileRoot,
@@ -192,9 +193,9 @@ async function verifyReplica(
   }
 
   const last = run?.plan.files.at(-1);
-  const latest = target.kind === "latest" && run ? run.plan : await latestPlan(replica, prefix);
+  const latest = target.kind === "latest" && run ? run.plan : await latestPlan(db);
   const newest = latest ??
-    (gap && gap.last > 0 ? await planTo(replica, prefix, gap.last) : undefined);
+    (gap && gap.last > 0 ? await planTo(db, gap.last) : undefined);
   const exitCode = errors.some((e) => e.exitCode === ExitCode.Integrity)
     ? ExitCode.Integrity
     : run
@@ -284,26 +285,21 @@ async function decodeAll(
 }
 
 /** The plan for the latest state, or undefined when there is none (a gap, no base, no files). */
-async function latestPlan(replica: Replica, prefix: string): Promise<RestorePlan | undefined> {
-  return await planOrUndefined(replica, prefix, { kind: "latest" });
+async function latestPlan(db: DbReplica): Promise<RestorePlan | undefined> {
+  return await planOrUndefined(db, { kind: "latest" });
 }
 
 /** The plan ending at `txid`, or undefined. */
-async function planTo(
-  replica: Replica,
-  prefix: string,
-  txid: number,
-): Promise<RestorePlan | undefined> {
-  return await planOrUndefined(replica, prefix, { kind: "txid", txid });
+async function planTo(db: DbReplica, txid: number): Promise<RestorePlan | undefined> {
+  return await planOrUndefined(db, { kind: "txid", txid });
 }
 
 async function planOrUndefined(
-  replica: Replica,
-  prefix: string,
+  db: DbReplica,
   target: Target,
 ): Promise<RestorePlan | undefined> {
   try {
-    return await planRestore(replica.storage, replica.kind, prefix, target);
+    return await planRestore(db, target);
   } catch (e) {
     if (e instanceof RestoreError || e instanceof IntegrityError) return undefined;
     throw e;

@@ -21,7 +21,7 @@ import { formatHex64 } from "../ltx/names.ts";
 import type { SyncSettings } from "../config/schema.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
-import { listDbFiles } from "../storage/replica.ts";
+import { DbReplica } from "../storage/replica.ts";
 import { DatabaseError, StorageError, WalrustError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { type LocalMeta, LocalState } from "./localstate.ts";
@@ -96,6 +96,8 @@ export class Replicator {
   readonly name: string;
 
   #o: ReplicatorOptions;
+  /** This database's files in the replica. */
+  #db: DbReplica;
   #f: WatchedFiles | undefined;
   #pages!: PageSource;
   #pageSize = 0;
@@ -127,6 +129,7 @@ export class Replicator {
 
   private constructor(o: ReplicatorOptions) {
     this.#o = o;
+    this.#db = new DbReplica(o.replica, o.prefix);
     this.state = new LocalState(o.dbPath);
     this.name = o.name ?? o.prefix;
   }
@@ -170,8 +173,7 @@ export class Replicator {
     this.#uploads = new UploadQueue({
       state: this.state,
       meta: this.#meta,
-      replica: this.#o.replica,
-      prefix: this.#o.prefix,
+      replica: this.#db,
       name: this.name,
       dbPath,
       pool: this.#o.pool,
@@ -229,10 +231,10 @@ export class Replicator {
    * held (replication goes on locally); rejected credentials or a missing bucket throw.
    */
   async #reconcileLocked(startup = false): Promise<void> {
-    const { replica, prefix, log } = this.#o;
+    const { log } = this.#o;
     let remote;
     try {
-      remote = await listDbFiles(replica, prefix);
+      remote = await this.#db.files();
     } catch (e) {
       if (!(e instanceof StorageError) || (!e.transient && startup)) throw e;
       if (this.#reconcileBackoffMs === 0) {

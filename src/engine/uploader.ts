@@ -5,8 +5,8 @@
  * across all databases.
  */
 import type { Logger } from "../observe/log.ts";
-import type { Replica } from "../storage/open.ts";
-import { ltxKey, POST_APPLY_CHECKSUM_META, timestampMeta } from "../storage/layout.ts";
+import type { DbReplica } from "../storage/replica.ts";
+import { POST_APPLY_CHECKSUM_META, timestampMeta } from "../storage/layout.ts";
 import { formatHex64 } from "../ltx/names.ts";
 import { removeIfExists } from "../fsutil.ts";
 import type { LocalLtx, LocalMeta, LocalState } from "./localstate.ts";
@@ -38,8 +38,8 @@ export interface UploadQueueOptions {
   state: LocalState;
   /** Shared with the replicator: the queue advances `remoteTXID` and persists the record. */
   meta: LocalMeta;
-  replica: Replica;
-  prefix: string;
+  /** This database's files in the replica. */
+  replica: DbReplica;
   name: string;
   dbPath: string;
   pool: UploadPool;
@@ -180,11 +180,11 @@ export class UploadQueue {
 
   /** Upload queued files in order; returns when the queue is empty or an upload failed. */
   async #upload(): Promise<void> {
-    const { replica, prefix, pool, log, state } = this.#o;
+    const { replica, pool, log, state } = this.#o;
     const record = this.#o.meta;
     while (this.#files.length > 0 && !this.#held) {
       const f = this.#files[0];
-      const key = ltxKey(replica.kind, prefix, f.level, f.minTXID, f.maxTXID);
+      const key = replica.key(f.level, f.minTXID, f.maxTXID);
       try {
         if (await this.#replicaLost()) return;
         const timestamp = f.timestamp ?? (await state.readHeader(f.path)).timestamp;
@@ -196,7 +196,7 @@ export class UploadQueue {
           if (f.postApplyChecksum !== undefined) {
             meta[POST_APPLY_CHECKSUM_META] = formatHex64(f.postApplyChecksum);
           }
-          await replica.storage.put(key, body, meta);
+          await replica.putLtx(f, body, meta);
         });
       } catch (e) {
         this.#failed(key, e);
@@ -230,11 +230,12 @@ export class UploadQueue {
    * being recreated by the next put with a chain nobody can restore.
    */
   async #replicaLost(): Promise<boolean> {
-    const { replica, prefix } = this.#o;
+    const { replica } = this.#o;
     const last = this.#lastL0;
     if (replica.kind !== "file" || !last || !this.#o.onReplicaLost) return false;
-    const key = ltxKey(replica.kind, prefix, 0, last.minTXID, last.maxTXID);
-    if ((await replica.storage.head(key)) !== undefined) return false;
+    const l0 = { level: 0, minTXID: last.minTXID, maxTXID: last.maxTXID };
+    if ((await replica.headLtx(l0)) !== undefined) return false;
+    const key = replica.key(0, last.minTXID, last.maxTXID);
     this.#held = true;
     this.#o.onReplicaLost(key);
     return true;

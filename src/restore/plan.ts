@@ -3,8 +3,9 @@
 import { LtxError, RestoreError } from "../errors.ts";
 import { decodeHeader, HEADER_SIZE } from "../ltx/header.ts";
 import { formatTXID as txidHex } from "../ltx/names.ts";
-import { type LayoutKind, levelDir, parseLtxKey, SNAPSHOT_LEVEL } from "../storage/layout.ts";
+import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import { readAll, type Storage } from "../storage/port.ts";
+import type { DbReplica } from "../storage/replica.ts";
 import type { Target } from "./time.ts";
 
 export type { Target } from "./time.ts";
@@ -59,30 +60,9 @@ const DEFAULT_CONCURRENCY = 16;
 const pageSizes = new WeakMap<LtxFileRef, number>();
 
 /** List every LTX file in levels 0..9, sorted by (level, minTXID, maxTXID); other keys are ignored. */
-export async function listLtxFiles(
-  storage: Storage,
-  kind: LayoutKind,
-  prefix: string,
-): Promise<LtxFileRef[]> {
+export async function listLtxFiles(db: DbReplica): Promise<LtxFileRef[]> {
   const levels = Array.from({ length: SNAPSHOT_LEVEL + 1 }, (_, i) => i);
-  const perLevel = await Promise.all(levels.map(async (level) => {
-    let dir = levelDir(kind, prefix, level);
-    if (!dir.endsWith("/")) dir += "/";
-    const out: LtxFileRef[] = [];
-    for await (const obj of storage.list(dir)) {
-      const p = parseLtxKey(kind, prefix, obj.key);
-      // A listing of "ltx/1/" could in principle return other levels' keys on odd backends.
-      if (!p || p.level !== level) continue;
-      out.push({
-        level,
-        minTXID: p.minTXID,
-        maxTXID: p.maxTXID,
-        key: obj.key,
-        size: obj.size,
-      });
-    }
-    return out.sort((a, b) => a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
-  }));
+  const perLevel = await Promise.all(levels.map((level) => db.ltxFiles(level)));
   return perLevel.flat();
 }
 
@@ -120,12 +100,6 @@ function better(a: LtxFileRef, b: LtxFileRef): number {
     (a.timestamp ?? 0) - (b.timestamp ?? 0);
 }
 
-/** Where the replica lives, for messages. */
-function where(storage: Storage, prefix: string): string {
-  const p = prefix.replace(/\/+$/, "");
-  return p === "" ? storage.description : `${storage.description}/${p}`;
-}
-
 /** Options for planRestore. */
 export interface PlanOptions {
   /** Header reads in flight at once (time targets); default 16. */
@@ -140,15 +114,14 @@ export interface PlanOptions {
  * for time targets and only for files the plan could use.
  */
 export async function planRestore(
-  storage: Storage,
-  kind: LayoutKind,
-  prefix: string,
+  db: DbReplica,
   target: Target,
   opts: PlanOptions = {},
 ): Promise<RestorePlan> {
   const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
-  const all = await listLtxFiles(storage, kind, prefix);
-  if (all.length === 0) await failNoFiles(storage, prefix);
+  const storage = db.storage;
+  const all = await listLtxFiles(db);
+  if (all.length === 0) await failNoFiles(db);
 
   const T = target.kind === "time" ? target.ms : undefined;
   const limit = target.kind === "txid" ? target.txid : Number.POSITIVE_INFINITY;
@@ -193,7 +166,7 @@ export async function planRestore(
   const gap = await findGap(levels, cur, target, usable);
   if (gap !== undefined && target.kind !== "txid") {
     throw new GapError(
-      `gap in the backup at ${where(storage, prefix)}: TXIDs ${txidHex(cur + 1)}-${
+      `gap in the backup at ${db.where}: TXIDs ${txidHex(cur + 1)}-${
         txidHex(gap - 1)
       } are missing (no LTX file covers them)`,
       cur,
@@ -206,20 +179,18 @@ export async function planRestore(
 
   if (target.kind === "latest" && files.length === 0) {
     throw new RestoreError(
-      `no restorable state at ${
-        where(storage, prefix)
-      }: no snapshot and no file starting at TXID 1`,
+      `no restorable state at ${db.where}: no snapshot and no file starting at TXID 1`,
     );
   }
   if (target.kind === "txid" && (files.length === 0 || cur !== target.txid)) {
-    const msg = txidMessage(storage, prefix, target.txid, cur, gap, all);
+    const msg = txidMessage(db.where, target.txid, cur, gap, all);
     throw gap === undefined ? new RestoreError(msg) : new GapError(msg, cur, gap);
   }
   if (T !== undefined) {
     if (files.length === 0) {
       const seen = all.filter((f) => f.timestamp !== undefined).map((f) => f.timestamp!);
       throw new RestoreError(
-        `no backup before ${iso(T)} at ${where(storage, prefix)}; oldest is ${iso(min(seen))}`,
+        `no backup before ${iso(T)} at ${db.where}; oldest is ${iso(min(seen))}`,
       );
     }
     const globalMax = max(all.map((f) => f.maxTXID));
@@ -255,14 +226,13 @@ async function findGap(
 
 /** Explain why a TXID cannot be restored, naming the restorable TXIDs around it. */
 function txidMessage(
-  storage: Storage,
-  prefix: string,
+  where: string,
   txid: number,
   cur: number,
   gap: number | undefined,
   all: LtxFileRef[],
 ): string {
-  const parts = [`TXID ${txidHex(txid)} cannot be restored from ${where(storage, prefix)}`];
+  const parts = [`TXID ${txidHex(txid)} cannot be restored from ${where}`];
   if (gap !== undefined) {
     parts.push(`TXIDs ${txidHex(cur + 1)}-${txidHex(gap - 1)} are missing`);
   }
@@ -280,18 +250,18 @@ function txidMessage(
 }
 
 /** Raise the right error for a prefix without LTX files: a v0.3 replica, or nothing at all. */
-async function failNoFiles(storage: Storage, prefix: string): Promise<never> {
-  const p = prefix.replace(/\/+$/, "");
+async function failNoFiles(db: DbReplica): Promise<never> {
+  const p = db.prefix.replace(/\/+$/, "");
   const dir = p === "" ? "generations/" : `${p}/generations/`;
-  for await (const obj of storage.list(dir)) {
+  for await (const obj of db.storage.list(dir)) {
     if (/^[0-9a-f]{16}\//.test(obj.key.slice(dir.length))) {
       throw new RestoreError(
-        `${where(storage, prefix)} is a Litestream v0.3 replica (generations/); ` +
+        `${db.where} is a Litestream v0.3 replica (generations/); ` +
           "only the v0.5 LTX layout is supported",
       );
     }
   }
-  throw new RestoreError(`no backup found at ${where(storage, prefix)}`);
+  throw new RestoreError(`no backup found at ${db.where}`);
 }
 
 // Loops, not Math.max(...xs): a spread of 100k+ listed files overflows the call stack.

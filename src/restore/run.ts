@@ -2,8 +2,7 @@
 
 import { RestoreError } from "../errors.ts";
 import { formatTXID as txidHex } from "../ltx/names.ts";
-import type { LayoutKind } from "../storage/layout.ts";
-import type { Storage } from "../storage/port.ts";
+import type { DbReplica } from "../storage/replica.ts";
 import {
   type ApplyOptions,
   applyPlan,
@@ -50,9 +49,7 @@ const DEFAULT_MAX_FALLBACKS = 8;
  * mismatch or a failed integrity_check is never planned around: no file is to blame.
  */
 export async function restoreWithFallback(
-  storage: Storage,
-  kind: LayoutKind,
-  prefix: string,
+  db: DbReplica,
   target: Target,
   outPath: string,
   opts: RunOptions = {},
@@ -61,12 +58,12 @@ export async function restoreWithFallback(
   const max = opts.maxFallbacks ?? DEFAULT_MAX_FALLBACKS;
   const exclude = new Set<string>();
   const fallbacks: FallbackInfo[] = [];
-  let plan = await planRestore(storage, kind, prefix, target, { concurrency: opts.concurrency });
+  let plan = await planRestore(db, target, { concurrency: opts.concurrency });
   const txid = plan.txid;
   for (;;) {
     let bad: CorruptFileError;
     try {
-      return { ...await applyPlan(storage, plan, outPath, opts), plan, fallbacks };
+      return { ...await applyPlan(db.storage, plan, outPath, opts), plan, fallbacks };
     } catch (e) {
       if (!(e instanceof CorruptFileError)) throw e;
       bad = e;
@@ -75,7 +72,7 @@ export async function restoreWithFallback(
       throw again(bad, `gave up after planning around ${fallbacks.length} corrupt file(s)`);
     }
     exclude.add(bad.key);
-    const next = await replan(storage, kind, prefix, target, opts.concurrency, exclude);
+    const next = await replan(db, target, opts.concurrency, exclude);
     if (next === undefined || next.txid !== txid) {
       throw again(bad, `no restore plan without it reaches TXID ${txidHex(txid)}`);
     }
@@ -88,15 +85,13 @@ export async function restoreWithFallback(
 
 /** The plan without `exclude`, or undefined when none can be made (gap, no base). */
 async function replan(
-  storage: Storage,
-  kind: LayoutKind,
-  prefix: string,
+  db: DbReplica,
   target: Target,
   concurrency: number | undefined,
   exclude: ReadonlySet<string>,
 ): Promise<RestorePlan | undefined> {
   try {
-    return await planRestore(storage, kind, prefix, target, { concurrency, exclude });
+    return await planRestore(db, target, { concurrency, exclude });
   } catch (e) {
     if (e instanceof RestoreError) return undefined;
     throw e;

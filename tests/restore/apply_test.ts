@@ -13,10 +13,17 @@ import type { Target } from "../../src/restore/time.ts";
 import { formatTXID as txidHex } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import type { Storage } from "../../src/storage/port.ts";
+import type { LayoutKind } from "../../src/storage/layout.ts";
+import { DbReplica } from "../../src/storage/replica.ts";
 import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
 
 const SET = join(VECTORS, "litestream-replica");
 const REPLICA = join(SET, "replica");
+
+/** The handle of the database at `prefix` in `storage`, laid out as `kind`. */
+function dbOf(storage: Storage, kind: LayoutKind = "file", prefix = ""): DbReplica {
+  return new DbReplica({ storage, kind, basePrefix: "", url: storage.description }, prefix);
+}
 
 interface Expected {
   restoredDbSha256: string;
@@ -130,7 +137,7 @@ async function restore(
   out: string,
   opts?: Parameters<typeof applyPlan>[3],
 ): Promise<{ plan: RestorePlan; result: RestoreResult }> {
-  const plan = await planRestore(storage, "file", "", target);
+  const plan = await planRestore(dbOf(storage), target);
   const result = await applyPlan(storage, plan, out, opts);
   return { plan, result };
 }
@@ -293,7 +300,7 @@ Deno.test("a file whose header disagrees with its key is refused, naming the key
     const key = "ltx/0/0000000000000007-0000000000000007.ltx";
     await Deno.copyFile(join(root, "ltx/0/0000000000000006-0000000000000006.ltx"), join(root, key));
     const out = join(dir, "out.db");
-    const plan = await planRestore(new FileStorage(root), "file", "", { kind: "txid", txid: 7 });
+    const plan = await planRestore(dbOf(new FileStorage(root)), { kind: "txid", txid: 7 });
     assert.ok(plan.files.some((f) => f.key === key));
     const e = await rejects(() => applyPlan(new FileStorage(root), plan, out), IntegrityError, key);
     assert.equal(e.exitCode, 5);
@@ -306,7 +313,7 @@ Deno.test("a file whose header disagrees with its key is refused, naming the key
 Deno.test("a plan with a hole between files is refused while applying", async () => {
   await withTemp(async (dir) => {
     const s = replica();
-    const good = await planRestore(s, "file", "", { kind: "txid", txid: 0x10 });
+    const good = await planRestore(dbOf(s), { kind: "txid", txid: 0x10 });
     // Drop one file from the middle of a valid plan: TXIDs no longer continue.
     const holed: RestorePlan = { ...good, files: good.files.filter((_, i) => i !== 2) };
     const missing = good.files[3].key;

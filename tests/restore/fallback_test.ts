@@ -18,6 +18,7 @@ import { formatHex64, formatTXID as txidHex } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import { POST_APPLY_CHECKSUM_META } from "../../src/storage/layout.ts";
 import { openReplica } from "../../src/storage/open.ts";
+import { DbReplica } from "../../src/storage/replica.ts";
 import { restore } from "../../mod.ts";
 import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
 
@@ -126,20 +127,25 @@ async function checkRestored(out: string, want: Expected): Promise<void> {
   assert.deepEqual(integrity(out), ["ok"]);
 }
 
+/** The handle of the database at the root of a file replica. */
+function dbOf(storage: FileStorage): DbReplica {
+  return new DbReplica({ storage, kind: "file", basePrefix: "", url: storage.description }, "");
+}
+
 /** Restore `target` into a fresh folder under outDir, recording every fallback. */
 async function run(
   storage: FileStorage,
   outDir: string,
   label: string,
   target: Target,
-  opts: Parameters<typeof restoreWithFallback>[5] = {},
+  opts: Parameters<typeof restoreWithFallback>[3] = {},
 ) {
   const folder = join(outDir, label);
   await Deno.mkdir(folder);
   const out = join(folder, "out.db");
   const notes: FallbackInfo[] = [];
   const go = () =>
-    restoreWithFallback(storage, "file", "", target, out, {
+    restoreWithFallback(dbOf(storage), target, out, {
       ...opts,
       onFallback: (f) => notes.push(f),
     });

@@ -11,6 +11,8 @@ import {
 } from "../../src/restore/plan.ts";
 import { formatTXID as txidHex } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
+import type { LayoutKind } from "../../src/storage/layout.ts";
+import { DbReplica } from "../../src/storage/replica.ts";
 import type { ByteRange, ObjectInfo, Storage } from "../../src/storage/port.ts";
 import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
 
@@ -92,10 +94,15 @@ async function withCopy(fn: (root: string) => Promise<void>): Promise<void> {
 
 const replica = () => new FileStorage(REPLICA);
 
+/** The handle of the database at `prefix` in `storage`, laid out as `kind`. */
+function dbOf(storage: Storage, kind: LayoutKind = "file", prefix = ""): DbReplica {
+  return new DbReplica({ storage, kind, basePrefix: "", url: storage.description }, prefix);
+}
+
 // ---- listing ----
 
 Deno.test("listLtxFiles finds every level's files in (level, min, max) order", async () => {
-  const files = await listLtxFiles(replica(), "file", "");
+  const files = await listLtxFiles(dbOf(replica()));
   const counts: Record<string, number> = {};
   for (const f of files) counts[f.level] = (counts[f.level] ?? 0) + 1;
   assert.deepEqual(counts, manifest.fileCounts);
@@ -119,7 +126,7 @@ Deno.test("listLtxFiles ignores keys that are not LTX names", async () => {
     await Deno.writeTextFile(join(root, "ltx/0/0000000000000099-0000000000000099.ltx.bak"), "x");
     await Deno.mkdir(join(root, "ltx/12"));
     await Deno.writeTextFile(join(root, "ltx/12/0000000000000099-0000000000000099.ltx"), "x");
-    const files = await listLtxFiles(new FileStorage(root), "file", "");
+    const files = await listLtxFiles(dbOf(new FileStorage(root)));
     assert.deepEqual(files.length, Object.values(manifest.fileCounts).reduce((a, b) => a + b));
   });
 });
@@ -128,7 +135,7 @@ Deno.test("listLtxFiles ignores keys that are not LTX names", async () => {
 
 Deno.test("latest plan matches Litestream's and reads no object", async () => {
   const s = new CountingStorage(replica());
-  const plan = await planRestore(s, "file", "", { kind: "latest" });
+  const plan = await planRestore(dbOf(s), { kind: "latest" });
   assert.deepEqual(steps(plan), manifest.latestRestore.referencePlan);
   assert.deepEqual(txidHex(plan.txid), manifest.latestRestore.restoredTXID);
   assert.deepEqual(plan.clampedToLatest, false);
@@ -138,7 +145,7 @@ Deno.test("latest plan matches Litestream's and reads no object", async () => {
 for (const t of manifest.txidRestores.filter((t) => t.expect === "ok")) {
   Deno.test(`TXID plan ${t.txid} matches Litestream's and reads no object`, async () => {
     const s = new CountingStorage(replica());
-    const plan = await planRestore(s, "file", "", { kind: "txid", txid: parseInt(t.txid, 16) });
+    const plan = await planRestore(dbOf(s), { kind: "txid", txid: parseInt(t.txid, 16) });
     assert.deepEqual(steps(plan), t.referencePlan);
     assert.deepEqual(txidHex(plan.txid), t.txid);
     assert.deepEqual(s.gets, 0);
@@ -148,7 +155,7 @@ for (const t of manifest.txidRestores.filter((t) => t.expect === "ok")) {
 Deno.test("every TXID 1..latest is restorable while all L0 files exist", async () => {
   const s = replica();
   for (let txid = 1; txid <= 0x26; txid++) {
-    const plan = await planRestore(s, "file", "", { kind: "txid", txid });
+    const plan = await planRestore(dbOf(s), { kind: "txid", txid });
     assert.deepEqual(plan.txid, txid);
     assert.deepEqual(plan.files[0].minTXID, 1);
     for (let i = 1; i < plan.files.length; i++) {
@@ -161,7 +168,7 @@ Deno.test("every TXID 1..latest is restorable while all L0 files exist", async (
 for (const t of manifest.txidRestores.filter((t) => t.expect === "error")) {
   Deno.test(`TXID ${t.txid} past the newest file is refused, naming the latest`, async () => {
     const e = await rejects(
-      () => planRestore(replica(), "file", "", { kind: "txid", txid: parseInt(t.txid, 16) }),
+      () => planRestore(dbOf(replica()), { kind: "txid", txid: parseInt(t.txid, 16) }),
       RestoreError,
     );
     assert.deepEqual(e.exitCode, 6);
@@ -179,7 +186,7 @@ function timePlanTests(label: string, storage: () => Promise<[Storage, () => Pro
       try {
         const target = { kind: "time" as const, ms: t.timestampMs };
         if (t.expect === "ok") {
-          const plan = await planRestore(s, "file", "", target);
+          const plan = await planRestore(dbOf(s), target);
           assert.deepEqual(steps(plan), t.referencePlan);
           assert.deepEqual(txidHex(plan.txid), t.restoredTXID);
           assert.deepEqual(plan.clampedToLatest, false);
@@ -187,12 +194,12 @@ function timePlanTests(label: string, storage: () => Promise<[Storage, () => Pro
         } else if (t.timestampMs > manifest.levels["9"].at(-1)!.header.timestampMs) {
           // Litestream refuses a time after the newest file; we restore the latest state and
           // say so through clampedToLatest.
-          const plan = await planRestore(s, "file", "", target);
+          const plan = await planRestore(dbOf(s), target);
           assert.deepEqual(plan.clampedToLatest, true);
           assert.deepEqual(steps(plan), manifest.latestRestore.referencePlan);
           assert.deepEqual(txidHex(plan.txid), manifest.latestRestore.restoredTXID);
         } else {
-          const e = await rejects(() => planRestore(s, "file", "", target), RestoreError);
+          const e = await rejects(() => planRestore(dbOf(s), target), RestoreError);
           assert.deepEqual(e.exitCode, 6);
           assert(e.message.includes(new Date(t.timestampMs).toISOString()), e.message);
           assert(e.message.includes("oldest is 2026-11-24T08:47:52.494Z"), e.message);
@@ -222,7 +229,7 @@ Deno.test("a time plan reads headers only for candidate files, in bounded batche
   const s = new CountingStorage(replica());
   const total = Object.values(manifest.fileCounts).reduce((a, b) => a + b);
   const t = manifest.timestampRestores.find((t) => t.name === "idle")!;
-  const plan = await planRestore(s, "file", "", { kind: "time", ms: t.timestampMs }, {
+  const plan = await planRestore(dbOf(s), { kind: "time", ms: t.timestampMs }, {
     concurrency: 2,
   });
   assert.deepEqual(txidHex(plan.txid), t.restoredTXID);
@@ -234,11 +241,11 @@ Deno.test("time exactly at the oldest file's timestamp has nothing strictly befo
     ...Object.values(manifest.levels).flat().map((f) => f.header.timestampMs),
   );
   const e = await rejects(
-    () => planRestore(replica(), "file", "", { kind: "time", ms: oldest }),
+    () => planRestore(dbOf(replica()), { kind: "time", ms: oldest }),
     RestoreError,
   );
   assert(e.message.includes("no backup before"), e.message);
-  const plan = await planRestore(replica(), "file", "", { kind: "time", ms: oldest + 1 });
+  const plan = await planRestore(dbOf(replica()), { kind: "time", ms: oldest + 1 });
   assert.deepEqual(plan.txid, 1);
 });
 
@@ -253,7 +260,7 @@ async function makeGap(root: string): Promise<void> {
       "ltx/1/0000000000000021-0000000000000025.ltx",
     ]
   ) await Deno.remove(join(root, p));
-  const before = await planRestore(new FileStorage(root), "file", "", { kind: "latest" });
+  const before = await planRestore(dbOf(new FileStorage(root)), { kind: "latest" });
   assert(before.files.some((f) => f.key === "ltx/0/0000000000000023-0000000000000023.ltx"));
   await Deno.remove(join(root, "ltx/0/0000000000000023-0000000000000023.ltx"));
 }
@@ -262,31 +269,31 @@ Deno.test("a missing file that the latest plan needs is a gap naming the TXID ra
   await withCopy(async (root) => {
     await makeGap(root);
     const s = new FileStorage(root);
-    const e = await rejects(() => planRestore(s, "file", "", { kind: "latest" }), RestoreError);
+    const e = await rejects(() => planRestore(dbOf(s), { kind: "latest" }), RestoreError);
     assert.deepEqual(e.exitCode, 6);
     assert(e.message.includes("0000000000000023-0000000000000023"), e.message);
     assert(e.message.includes(s.description), e.message);
 
     // A TXID target inside the gap names the restorable TXIDs around it.
     const t = await rejects(
-      () => planRestore(s, "file", "", { kind: "txid", txid: 0x24 }),
+      () => planRestore(dbOf(s), { kind: "txid", txid: 0x24 }),
       RestoreError,
     );
     assert(t.message.includes("0000000000000022 (below)"), t.message);
     assert(t.message.includes("0000000000000023-0000000000000023 are missing"), t.message);
     // Before the gap everything still works.
-    assert.deepEqual((await planRestore(s, "file", "", { kind: "txid", txid: 0x22 })).txid, 0x22);
+    assert.deepEqual((await planRestore(dbOf(s), { kind: "txid", txid: 0x22 })).txid, 0x22);
 
     // A time after files beyond the gap cannot be served; a time before the gap can.
     const l0 = (txid: number) =>
       manifest.levels["0"].find((f) => f.path.endsWith(`${txidHex(txid)}-${txidHex(txid)}.ltx`))!
         .header.timestampMs;
     await rejects(
-      () => planRestore(s, "file", "", { kind: "time", ms: l0(0x24) + 1 }),
+      () => planRestore(dbOf(s), { kind: "time", ms: l0(0x24) + 1 }),
       RestoreError,
       "0000000000000023-0000000000000023",
     );
-    const ok = await planRestore(s, "file", "", { kind: "time", ms: l0(0x22) + 1 });
+    const ok = await planRestore(dbOf(s), { kind: "time", ms: l0(0x22) + 1 });
     assert.deepEqual(ok.txid, 0x22);
     assert.deepEqual(ok.clampedToLatest, false);
   });
@@ -301,7 +308,7 @@ Deno.test("no snapshot and no file from TXID 1 is a gap from the start", async (
       await Deno.remove(join(root, `ltx/0/${txidHex(t)}-${txidHex(t)}.ltx`));
     }
     await rejects(
-      () => planRestore(new FileStorage(root), "file", "", { kind: "latest" }),
+      () => planRestore(dbOf(new FileStorage(root)), { kind: "latest" }),
       RestoreError,
       "0000000000000001-0000000000000003",
     );
@@ -315,7 +322,7 @@ Deno.test("a level-9 file that is not a snapshot cannot start a restore", async 
     const name = "0000000000000002-0000000000000006.ltx";
     await Deno.copyFile(join(REPLICA, "ltx", "1", name), join(dir, "ltx", "9", name));
     const e = await rejects(
-      () => planRestore(new FileStorage(dir), "file", "", { kind: "latest" }),
+      () => planRestore(dbOf(new FileStorage(dir)), { kind: "latest" }),
       RestoreError,
       "no snapshot and no file starting at TXID 1",
     );
@@ -330,7 +337,7 @@ Deno.test("an empty replica is 'no backup found', naming where", async () => {
   try {
     const s = new FileStorage(dir);
     const e = await rejects(
-      () => planRestore(s, "file", "db", { kind: "latest" }),
+      () => planRestore(dbOf(s, "file", "db"), { kind: "latest" }),
       RestoreError,
       "no backup found at",
     );
@@ -348,7 +355,7 @@ Deno.test("a Litestream v0.3 layout is reported as such", async () => {
     await Deno.writeTextFile(join(gen, "snapshots", "00000000.snapshot.lz4"), "x");
     for (const kind of ["file", "s3"] as const) {
       const e = await rejects(
-        () => planRestore(new FileStorage(dir), kind, "db", { kind: "latest" }),
+        () => planRestore(dbOf(new FileStorage(dir), kind, "db"), { kind: "latest" }),
         RestoreError,
       );
       assert(e.message.includes("v0.3"), e.message);
@@ -369,7 +376,7 @@ Deno.test("the s3 layout plans the same replica under a prefix", async () => {
     }
     const s = new FileStorage(dir);
     for (const t of manifest.txidRestores.filter((t) => t.expect === "ok")) {
-      const plan = await planRestore(s, "s3", "app.db", {
+      const plan = await planRestore(dbOf(s, "s3", "app.db"), {
         kind: "txid",
         txid: parseInt(t.txid, 16),
       });
