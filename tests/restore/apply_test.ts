@@ -15,7 +15,7 @@ import { FileStorage } from "../../src/storage/file.ts";
 import type { Storage } from "../../src/storage/port.ts";
 import type { LayoutKind } from "../../src/storage/layout.ts";
 import { DbReplica } from "../../src/storage/replica.ts";
-import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
+import { copyTree, rejects, rowsSha256, VECTORS } from "../helpers/vectors.ts";
 
 const SET = join(VECTORS, "litestream-replica");
 const REPLICA = join(SET, "replica");
@@ -58,22 +58,6 @@ async function sha256File(path: string): Promise<string> {
   using f = await Deno.open(path, { read: true });
   for await (const chunk of f.readable) h.update(chunk);
   return h.digest("hex");
-}
-
-/** The manifest's rowsSha256: one `table\t[json row]\n` line per row, tables in order, by id. */
-function rowsSha256(path: string): string {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    const h = createHash("sha256");
-    for (const t of ["accounts", "events", "progress"]) {
-      for (const row of db.prepare(`SELECT * FROM ${t} ORDER BY id`).all()) {
-        h.update(`${t}\t${JSON.stringify(Object.values(row))}\n`);
-      }
-    }
-    return h.digest("hex");
-  } finally {
-    db.close();
-  }
 }
 
 function integrityOk(path: string): boolean {

@@ -20,7 +20,7 @@ import { POST_APPLY_CHECKSUM_META } from "../../src/storage/layout.ts";
 import { openReplica } from "../../src/storage/open.ts";
 import { DbReplica } from "../../src/storage/replica.ts";
 import { restore } from "../../mod.ts";
-import { copyTree, rejects, VECTORS } from "../helpers/vectors.ts";
+import { copyTree, rejects, rowsSha256, VECTORS } from "../helpers/vectors.ts";
 
 const SET = join(VECTORS, "litestream-replica");
 
@@ -86,22 +86,6 @@ async function corrupt(root: string, key: string): Promise<void> {
 
 async function sha256File(path: string): Promise<string> {
   return createHash("sha256").update(await Deno.readFile(path)).digest("hex");
-}
-
-/** The manifest's rowsSha256: one `table\t[json row]\n` line per row, tables in order, by id. */
-function rowsSha256(path: string): string {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    const h = createHash("sha256");
-    for (const t of ["accounts", "events", "progress"]) {
-      for (const row of db.prepare(`SELECT * FROM ${t} ORDER BY id`).all()) {
-        h.update(`${t}\t${JSON.stringify(Object.values(row))}\n`);
-      }
-    }
-    return h.digest("hex");
-  } finally {
-    db.close();
-  }
 }
 
 function integrity(path: string): unknown[] {
