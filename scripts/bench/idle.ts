@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { type BenchOptions, procMemory } from "./replication.ts";
+import { type BenchOptions, printTable, procMemory } from "./replication.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -387,17 +387,6 @@ async function measure(
     await Deno.remove(dir, { recursive: true });
     liveDirs.delete(dir);
   }
-}
-
-/** Print rows as an aligned table (first column left-aligned, the rest right-aligned). */
-function printTable(head: string[], rows: string[][]): void {
-  const all = [head, ...rows];
-  const w = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
-  const line = (r: string[]) =>
-    r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
-  console.log(line(head));
-  console.log(w.map((k) => "-".repeat(k)).join("  "));
-  for (const r of rows) console.log(line(r));
 }
 
 const cpuPct = (r: IdleResult) => (r.cpuSeconds / r.windowS) * 100;

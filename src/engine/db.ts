@@ -33,7 +33,12 @@ import { reconcile } from "./reconcile.ts";
 import { writeFullCopies } from "./snapshot.ts";
 import { writeL0 } from "./l0.ts";
 import { checkpointDue, checkpointWindow } from "./checkpoint.ts";
-import { answerSnapshotRequest, takeSnapshotRequest, writeWatcherInfo } from "./requests.ts";
+import {
+  answerSnapshotRequest,
+  hasSnapshotRequest,
+  takeSnapshotRequest,
+  writeWatcherInfo,
+} from "./requests.ts";
 
 /** Alerts a replicator raises (webhooks); called once per state change, never awaited. */
 export type ReplicatorEvent = "upload_failed" | "wal_size_exceeded" | "validation_failed";
@@ -329,11 +334,7 @@ export class Replicator {
       this.#lastIdentityCheck = now;
       if (this.#f?.pathsMoved()) return "due"; // the sync's full check decides what it means
     }
-    try {
-      Deno.statSync(`${this.state.dir}/snapshot-request`);
-      return "due";
-    } catch { /* no request */ }
-    return "idle";
+    return hasSnapshotRequest(this.state) ? "due" : "idle";
   }
 
   /** Copy new committed frames into a level-0 file, then checkpoint or snapshot when due. */

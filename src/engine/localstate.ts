@@ -119,11 +119,6 @@ export class LocalState {
     for (const level of [0, 9]) for (const f of await this.list(level)) n += f.size;
     return n;
   }
-
-  /** Path of the on-demand snapshot request file (written by `walrust snapshot`). */
-  get snapshotRequestPath(): string {
-    return `${this.dir}/snapshot-request`;
-  }
 }
 
 /** Writes one LTX file durably: temp file, encode, fsync, rename, directory fsync. */

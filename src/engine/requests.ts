@@ -58,6 +58,16 @@ export async function requestSnapshot(
   return undefined;
 }
 
+/** True when a snapshot request is waiting (a path stat: cheap enough for the idle poll). */
+export function hasSnapshotRequest(state: LocalState): boolean {
+  try {
+    Deno.statSync(`${state.dir}/${REQUEST}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The id of a pending snapshot request (taken: the request file is removed), if any. */
 export function takeSnapshotRequest(state: LocalState): string | undefined {
   let id: string;

@@ -81,11 +81,6 @@ export class UploadQueue {
     return this.#files.length;
   }
 
-  /** The next file to upload. */
-  get first(): LocalLtx | undefined {
-    return this.#files[0];
-  }
-
   /** The queued files, in upload order. */
   get files(): readonly LocalLtx[] {
     return this.#files;

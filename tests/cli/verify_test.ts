@@ -9,8 +9,7 @@ import { walrust } from "../helpers/walrust.ts";
 import { SqliteWriter } from "../helpers/sqlite_writer.ts";
 import { replicaFiles } from "../helpers/replica.ts";
 import { copyTree, VECTORS } from "../helpers/vectors.ts";
-import { requireS3OrSkip, s3Options, type S3TestConfig, uniquePrefix } from "../helpers/s3env.ts";
-import { openS3Storage } from "../../src/storage/s3.ts";
+import { openTestS3, requireS3OrSkip, type S3TestConfig } from "../helpers/s3env.ts";
 import { readAll } from "../../src/storage/port.ts";
 import { formatTXID } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
@@ -403,9 +402,10 @@ Deno.test({
   async fn() {
     const c = cfg!;
     const dir = await Deno.makeTempDir({ prefix: "walrust-verify-s3-" });
-    const prefix = uniquePrefix().replace(/\/$/, "");
+    const t = await openTestS3(c); // its cleanup deletes everything under the prefix
+    const { s3 } = t;
+    const prefix = t.prefix.replace(/\/$/, "");
     const bucket = `s3://${c.bucket}/${prefix}`;
-    const s3 = await openS3Storage(s3Options(c));
     try {
       const db = join(dir, "app.db");
       const env = s3Env(c, dir);
@@ -448,13 +448,7 @@ Deno.test({
         [],
       );
     } finally {
-      try {
-        const keys: string[] = [];
-        for await (const o of s3.list(`${prefix}/`)) keys.push(o.key);
-        await s3.delete(keys);
-      } finally {
-        await s3.close();
-      }
+      await t.cleanup();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -5,23 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { walrust, WalrustProcess, watchArgs } from "../helpers/walrust.ts";
 import { replicaFiles, restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
 import { FileStorage } from "../../src/storage/file.ts";
+import { fileChecksum } from "../helpers/checksums.ts";
 import { POST_APPLY_CHECKSUM_META } from "../../src/storage/layout.ts";
 import { readAll } from "../../src/storage/port.ts";
-import { DatabaseChecksum } from "../../src/ltx/checksum.ts";
-import { formatHex64 } from "../../src/ltx/names.ts";
-
-/** The LTX database checksum of a database file (a restored one: no WAL). */
-async function fileChecksum(path: string, pageSize = 4096): Promise<string> {
-  const data = await Deno.readFile(path);
-  const sum = new DatabaseChecksum(pageSize);
-  for (let p = 1; p * pageSize <= data.length; p++) {
-    sum.add(p, data.subarray((p - 1) * pageSize, p * pageSize));
-  }
-  return formatHex64(sum.value());
-}
 
 Deno.test("every uploaded object records the database checksum after it; restore verifies it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "walrust-chk-" });
@@ -29,14 +18,7 @@ Deno.test("every uploaded object records the database checksum after it; restore
   const root = `${dir}/replica`;
   const bucket = `file://${root}`;
   const w = await SqliteWriter.start(db);
-  const watch = new WalrustProcess([
-    "watch",
-    db,
-    "--bucket",
-    bucket,
-    "--wal-sync-interval",
-    "0.05",
-  ]);
+  const watch = new WalrustProcess(watchArgs(db, bucket));
   try {
     await w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
     await watch.waitFor("replicating");

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { walrust, WalrustProcess, watchArgs } from "../helpers/walrust.ts";
 import { replicaFiles, restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
 
 const SLOW = Deno.env.get("WALRUST_SLOW") === "1";
@@ -19,10 +19,6 @@ async function setup() {
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER);
 CREATE TABLE IF NOT EXISTS big (id INTEGER PRIMARY KEY, payload BLOB);`;
-
-function watchArgs(db: string, bucket: string, extra: string[] = []) {
-  return ["watch", db, "--bucket", bucket, "--wal-sync-interval", "0.05", ...extra];
-}
 
 Deno.test("round trip: mixed writes, a large transaction and VACUUM restore exactly, at latest and at recorded moments", async () => {
   const { dir, db, root, bucket } = await setup();

@@ -1,7 +1,7 @@
 /** `walrust snapshot DB`: directly when no watcher runs, through the watcher when one does. */
 import assert from "node:assert/strict";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { walrust, WalrustProcess, watchArgs } from "../helpers/walrust.ts";
 import { replicaFiles, restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
 
 Deno.test("snapshot without a watcher syncs and writes a level-9 snapshot at the current TXID", async () => {
@@ -34,14 +34,7 @@ Deno.test("snapshot while a watcher runs asks the watcher and waits for it", asy
   const root = `${dir}/replica`;
   const bucket = `file://${root}`;
   const w = await SqliteWriter.start(db);
-  const watch = new WalrustProcess([
-    "watch",
-    db,
-    "--bucket",
-    bucket,
-    "--wal-sync-interval",
-    "0.05",
-  ]);
+  const watch = new WalrustProcess(watchArgs(db, bucket));
   try {
     await w.exec(
       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a');",

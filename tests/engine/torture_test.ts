@@ -7,7 +7,7 @@
  */
 import assert, { AssertionError } from "node:assert/strict";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { walrust, WalrustProcess, watchArgs } from "../helpers/walrust.ts";
 import { replicaFiles, restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import { POST_APPLY_CHECKSUM_META } from "../../src/storage/layout.ts";
@@ -88,15 +88,7 @@ async function startWatch(r: Round, bucket = r.bucket, extra: string[] = []) {
 }
 
 function spawnWatch(r: Round, bucket = r.bucket, extra: string[] = []) {
-  const w = new WalrustProcess([
-    "watch",
-    r.db,
-    "--bucket",
-    bucket,
-    "--wal-sync-interval",
-    "0.05",
-    ...extra,
-  ]);
+  const w = new WalrustProcess(watchArgs(r.db, bucket, extra));
   r.watchers.push(w);
   return w;
 }
@@ -580,14 +572,7 @@ Deno.test("a 15-line reproduction: six inserts by the sqlite3 CLI all reach the 
   const db = `${dir}/app.db`;
   const bucket = `file://${dir}/replica`;
   await cliSql(db, `PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);`);
-  const watch = new WalrustProcess([
-    "watch",
-    db,
-    "--bucket",
-    bucket,
-    "--wal-sync-interval",
-    "0.05",
-  ]);
+  const watch = new WalrustProcess(watchArgs(db, bucket));
   try {
     await watch.waitFor("replicating");
     for (let k = 1; k <= 6; k++) {
@@ -616,14 +601,7 @@ Deno.test("the recorded-checksum cross-check fails on a wrong record and on file
   const db = `${dir}/app.db`;
   const root = `${dir}/replica`;
   await createAppDb(db);
-  const watch = new WalrustProcess([
-    "watch",
-    db,
-    "--bucket",
-    `file://${root}`,
-    "--wal-sync-interval",
-    "0.05",
-  ]);
+  const watch = new WalrustProcess(watchArgs(db, `file://${root}`));
   try {
     await watch.waitFor("replicating");
     for (let k = 0; k < 3; k++) {

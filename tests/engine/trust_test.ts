@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dumpContent, runSql, SqliteWriter } from "../helpers/sqlite_writer.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { walrust, WalrustProcess, watchArgs } from "../helpers/walrust.ts";
 import { replicaFiles, restoreAndDump, waitCaughtUp } from "../helpers/replica.ts";
 import { Replicator, UploadPool } from "../../src/engine/db.ts";
 import { openReplica } from "../../src/storage/open.ts";
@@ -24,15 +24,6 @@ async function setup() {
   await runSql(db, `${SCHEMA}; INSERT INTO t (v) VALUES ('first');`);
   return { dir, db, root, bucket: `file://${root}` };
 }
-
-const watchArgs = (db: string, bucket: string) => [
-  "watch",
-  db,
-  "--bucket",
-  bucket,
-  "--wal-sync-interval",
-  "0.05",
-];
 
 Deno.test("a second watcher on the same database through a symlink or a hard link is refused (exit 2)", async () => {
   const { dir, db, bucket } = await setup();
@@ -69,7 +60,10 @@ Deno.test("in one process, a second replication of the same file under another n
   try {
     await rejects(() => Replicator.open(opts(`${dir}/hard.db`)), ConfigError, "already");
   } finally {
+    // Let the background uploads finish first: they write into the folder removed below.
+    await r.drainUploads(Date.now() + 20_000);
     await r.stop();
+    r.release();
     await Deno.remove(dir, { recursive: true });
   }
 });

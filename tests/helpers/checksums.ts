@@ -99,6 +99,16 @@ class Scratch {
  * and both values on a mismatch, and on an L0 that no start point leads to. Returns how many
  * records were checked.
  */
+/** The LTX database checksum (16 hex) of a database file with no WAL (a restored one). */
+export async function fileChecksum(path: string, pageSize = 4096): Promise<string> {
+  const data = await Deno.readFile(path);
+  const sum = new DatabaseChecksum(pageSize);
+  for (let p = 1; p * pageSize <= data.length; p++) {
+    sum.add(p, data.subarray((p - 1) * pageSize, p * pageSize));
+  }
+  return formatHex64(sum.value());
+}
+
 export async function checkRecordedChecksums(
   root: string,
   prefix: string,

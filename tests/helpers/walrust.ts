@@ -4,6 +4,11 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 const V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
 
+/** `watch DB --bucket BUCKET` with the short batching window the tests use (50 ms). */
+export function watchArgs(db: string, bucket: string, extra: string[] = []): string[] {
+  return ["watch", db, "--bucket", bucket, "--wal-sync-interval", "0.05", ...extra];
+}
+
 /** The result of a finished walrust run. */
 export interface RunResult {
   code: number;

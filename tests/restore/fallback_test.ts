@@ -13,14 +13,14 @@ import { IntegrityError, RestoreError } from "../../src/errors.ts";
 import { CorruptFileError } from "../../src/restore/apply.ts";
 import { type FallbackInfo, restoreWithFallback } from "../../src/restore/run.ts";
 import type { Target } from "../../src/restore/time.ts";
-import { DatabaseChecksum } from "../../src/ltx/checksum.ts";
-import { formatHex64, formatTXID as txidHex } from "../../src/ltx/names.ts";
+import { formatTXID as txidHex } from "../../src/ltx/names.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import { POST_APPLY_CHECKSUM_META } from "../../src/storage/layout.ts";
 import { openReplica } from "../../src/storage/open.ts";
 import { DbReplica } from "../../src/storage/replica.ts";
 import { restore } from "../../mod.ts";
 import { copyTree, rejects, rowsSha256, VECTORS } from "../helpers/vectors.ts";
+import { fileChecksum } from "../helpers/checksums.ts";
 
 const SET = join(VECTORS, "litestream-replica");
 
@@ -261,23 +261,13 @@ Deno.test("maxFallbacks bounds the retries", async () => {
 
 // ---- the recorded checksum ----
 
-/** The LTX database checksum of a restored database file. */
-async function dbChecksum(path: string, pageSize = 4096): Promise<string> {
-  const data = await Deno.readFile(path);
-  const sum = new DatabaseChecksum(pageSize);
-  for (let p = 1; p * pageSize <= data.length; p++) {
-    sum.add(p, data.subarray((p - 1) * pageSize, p * pageSize));
-  }
-  return formatHex64(sum.value());
-}
-
 Deno.test("a recorded-checksum mismatch is not planned around; checkRecordedChecksum: false restores", async () => {
   await withReplica(async ({ root, storage, outDir }) => {
     const body = await Deno.readFile(join(root, SNAP_26));
     // The right record passes: the check compares, it does not just refuse any record.
     const good = await run(storage, outDir, "plain", { kind: "latest" });
     await good.go();
-    const sum = await dbChecksum(good.out);
+    const sum = await fileChecksum(good.out);
     await storage.put(SNAP_26, body, { [POST_APPLY_CHECKSUM_META]: sum });
     const right = await run(storage, outDir, "right", { kind: "latest" });
     await right.go();
