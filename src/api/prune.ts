@@ -1,9 +1,7 @@
 /** `prune()`: apply the retention policy to one database's replica (a dry run unless `force`). */
 import { resolveRetention, type RetentionSettings } from "../config/schema.ts";
 import { DbReplica } from "../storage/replica.ts";
-import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
-import { fileTimestamp } from "../restore/plan.ts";
-import { planRetention, type RetentionFile } from "../engine/retention.ts";
+import { applyRetention } from "../engine/prune.ts";
 import { RestoreError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 
@@ -51,20 +49,10 @@ export async function prune(o: PruneOptions): Promise<PruneReport> {
   const policy = resolveRetention(o.retention);
   const replica = await replicaOf(o);
   const db = DbReplica.of(replica, o.name);
-  const listed = await db.files();
-  if (listed.length === 0) {
+  if ((await db.files()).length === 0) {
     throw new RestoreError(`no backup of ${o.name} at ${replica.url}: nothing to prune`);
   }
-  // Only snapshots need their time (GFS buckets, the PITR base): one ranged read each.
-  const files: RetentionFile[] = [];
-  for (const f of listed) {
-    const timestamp = f.level === SNAPSHOT_LEVEL ? await fileTimestamp(db.storage, f) : 0;
-    files.push({ ...f, timestamp });
-  }
-  const plan = planRetention(files, policy, o.now ?? Date.now());
-  if (o.force && plan.delete.length > 0) {
-    await db.deleteLtx(plan.delete);
-  }
+  const plan = await applyRetention(db, policy, { now: o.now ?? Date.now(), delete: !!o.force });
   return {
     name: o.name,
     dryRun: !o.force,

@@ -2,12 +2,21 @@
 import { basename, resolve } from "node:path";
 import { Store } from "../engine/store.ts";
 import type { ActivityEvent, Replicator, ReplicatorEvent } from "../engine/db.ts";
-import { resolveCache, resolveSync, type SyncSettings } from "../config/schema.ts";
+import {
+  type MaintenanceSettings,
+  resolveCache,
+  resolveMaintenance,
+  resolveRetention,
+  resolveSync,
+  type RetentionSettings,
+  type SyncSettings,
+} from "../config/schema.ts";
 import { databasePrefix } from "../storage/open.ts";
 import { Logger, type LogOptions } from "../observe/log.ts";
 import { ConfigError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 import { register, unregister } from "./running.ts";
+import { restoredChecksum } from "./validate.ts";
 
 /** One database, with its own settings. */
 export interface DatabaseOptions {
@@ -17,6 +26,8 @@ export interface DatabaseOptions {
   name?: string;
   /** Settings over the replication's `sync`. */
   sync?: Partial<SyncSettings>;
+  /** Retention policy over the replication's `retention`. */
+  retention?: Partial<RetentionSettings>;
 }
 
 /** Options for {@link replicate}. Everything but `databases` and `bucket` has a default. */
@@ -25,6 +36,13 @@ export interface ReplicateOptions extends ReplicaOptions {
   databases: (string | DatabaseOptions)[];
   /** Sync settings for every database (defaults: DEFAULT_SYNC, e.g. a 1 s batching window). */
   sync?: Partial<SyncSettings>;
+  /**
+   * Compaction levels and retention inside the replication (default: Litestream's levels 30 s,
+   * 5 min, 1 h; retention after each snapshot and hourly).
+   */
+  maintenance?: Partial<MaintenanceSettings>;
+  /** Retention policy (default: 24 h PITR window, 24 hourly, 7 daily, 12 weekly, 12 monthly). */
+  retention?: Partial<RetentionSettings>;
   /** Upload queue size above which checkpoints pause (default 5 GiB). */
   cacheMaxBytes?: number;
   /** Uploads in flight across all databases (default 4). */
@@ -110,6 +128,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       } catch { /* a listener's failure is its own */ }
     }
   };
+  const maintenance = resolveMaintenance(o.maintenance ?? {});
   const specs = o.databases.map((d) => {
     const db = typeof d === "string" ? { path: d } : d;
     const path = resolve(db.path);
@@ -120,6 +139,9 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       name,
       replica,
       sync: resolveSync(o.sync ?? {}, db.sync ?? {}),
+      maintenance,
+      retention: resolveRetention(o.retention, db.retention),
+      validate: restoredChecksum,
       cacheMaxBytes: o.cacheMaxBytes ?? resolveCache().maxSize,
       notify: o.notify,
       onActivity: emit,

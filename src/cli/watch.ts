@@ -126,7 +126,10 @@ async function watchUntilStopped(
         path: d.path,
         name: d.prefix,
         sync: resolveSync(config.sync, d.sync, flagSync),
+        retention: d.retention,
       })),
+      maintenance: config.maintenance,
+      retention: config.retention,
       cacheMaxBytes: resolveCache(config.cache).maxSize,
       uploadConcurrency: config.uploadConcurrency,
       log,
@@ -174,10 +177,6 @@ function refuseOrWarnUnimplemented(config: FileConfig): void {
   if (config.metrics.enabled === true || config.metrics.port !== undefined) {
     notYet.push("[metrics]");
   }
-  if (Object.keys(config.retention).length > 0) {
-    notYet.push("[retention] inside watch (run `walrust prune NAME --force` to apply it)");
-  }
-  if (config.sync.l0RetentionMs !== undefined) notYet.push("sync.l0_retention (no compaction yet)");
   if (notYet.length > 0) {
     log.warn(`configured but not implemented in this version, no effect: ${notYet.join(", ")}`);
   }

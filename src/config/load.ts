@@ -301,14 +301,13 @@ const RETIRED_KEYS: Record<string, string> = {
   max_changes: "not supported; use snapshot_interval",
   max_interval: "not supported; use snapshot_interval",
   on_idle: "not supported; use snapshot_interval",
-  validation_interval: "not supported; run `walrust verify` on a schedule",
   prune_after_snapshot: "retention runs automatically; configure [retention]",
   compact_after_snapshot: "retention runs automatically; configure [retention]",
-  prune_interval: "retention runs automatically; configure [retention]",
+  prune_interval: "it belongs in [retention]",
   compact_interval: "retention runs automatically; configure [retention]",
   uploader_concurrency: "use upload_concurrency in [sync]",
   spool: "use [cache]",
-  compaction: "compaction always runs; remove this table",
+  compaction: 'it is a table of its own: [compaction] levels = ["30s", "5m", "1h"]',
 };
 
 function allowKeys(ctx: Ctx, path: string, t: Table, allowed: readonly string[]): void {
@@ -497,6 +496,7 @@ const SYNC_SPEC: Spec<SyncSettings> = {
   format: ["format", oneOf(["legacy", "block"] as const)],
   l0RetentionMs: ["l0_retention", seconds()],
   onStartup: ["on_startup", bool],
+  validationIntervalMs: ["validation_interval", seconds()],
 };
 
 const RETENTION_SPEC: Spec<RetentionSettings> = {
@@ -545,6 +545,7 @@ const ROOT_KEYS = [
   "s3",
   "sync",
   "retention",
+  "compaction",
   "retry",
   "cache",
   "metrics",
@@ -572,8 +573,27 @@ function readRoot(ctx: Ctx, doc: Table): FileConfig {
     config.shutdownDrainMs = seconds()(ctx, "sync.shutdown_drain", sync.shutdown_drain);
   }
 
-  config.retention = readSpec(ctx, "retention", section("retention"), RETENTION_SPEC);
+  const retention = section("retention");
+  config.retention = readSpec(ctx, "retention", retention, RETENTION_SPEC, [
+    "enabled",
+    "prune_interval",
+  ]);
   checkRetention(ctx, "retention", resolveRetention(config.retention));
+  if (retention.enabled !== undefined) {
+    config.maintenance.retentionEnabled = bool(ctx, "retention.enabled", retention.enabled);
+  }
+  if (retention.prune_interval !== undefined) {
+    config.maintenance.pruneIntervalMs = seconds()(
+      ctx,
+      "retention.prune_interval",
+      retention.prune_interval,
+    );
+  }
+  const compaction = section("compaction");
+  allowKeys(ctx, "compaction", compaction, ["levels"]);
+  if (compaction.levels !== undefined) {
+    config.maintenance.compactionLevelsMs = compactionLevels(ctx, compaction.levels);
+  }
   config.retry = readSpec(ctx, "retry", section("retry"), RETRY_SPEC);
   checkRetry(ctx, config.retry);
   config.cache = readSpec(ctx, "cache", section("cache"), CACHE_SPEC);
@@ -591,6 +611,20 @@ function readRoot(ctx: Ctx, doc: Table): FileConfig {
     );
   }
   return config;
+}
+
+/** `levels = ["30s", "5m", "1h"]`: the intervals of levels 1..n (at most 8; [] = no compaction). */
+function compactionLevels(ctx: Ctx, v: unknown): number[] {
+  const path = "compaction.levels";
+  if (!Array.isArray(v)) {
+    return ctx.fail(
+      path,
+      `expected an array of intervals, got ${describe(v)}`,
+      'e.g. ["30s", "5m", "1h"]',
+    );
+  }
+  if (v.length > 8) ctx.fail(path, `at most 8 levels (1..8; 9 holds snapshots), got ${v.length}`);
+  return v.map((x, i) => seconds({ positive: true })(ctx, `${path}[${i}]`, x));
 }
 
 function checkRetention(ctx: Ctx, path: string, r: RetentionSettings): void {

@@ -27,6 +27,8 @@ export interface SyncSettings {
   l0RetentionMs: number;
   /** Take a snapshot when watch starts. */
   onStartup: boolean;
+  /** Check the replica against the live database this often (restore + checksum); 0 = off. */
+  validationIntervalMs: number;
 }
 
 /** Which restore points to keep. */
@@ -41,6 +43,16 @@ export interface RetentionSettings {
   monthly: number;
   /** Every transaction in this window stays restorable. */
   pitrWindowMs: number;
+}
+
+/** Work on each database's replica inside watch, besides uploading. */
+export interface MaintenanceSettings {
+  /** Intervals of compaction levels 1, 2, ... (Litestream v0.5: 30 s, 5 min, 1 h); [] = none. */
+  compactionLevelsMs: number[];
+  /** Apply [retention] inside watch (after each snapshot and every `pruneIntervalMs`). */
+  retentionEnabled: boolean;
+  /** Apply retention this often besides after snapshots; 0 = only after snapshots. */
+  pruneIntervalMs: number;
 }
 
 /** Storage retry and circuit-breaker policy. */
@@ -149,6 +161,8 @@ export interface FileConfig {
   /** Bounded upload drain on graceful shutdown. */
   shutdownDrainMs?: number;
   retention: Partial<RetentionSettings>;
+  /** `[compaction] levels` and `[retention] enabled / prune_interval`. */
+  maintenance: Partial<MaintenanceSettings>;
   retry: Partial<RetrySettings>;
   cache: Partial<CacheSettings>;
   metrics: Partial<MetricsSettings>;
@@ -173,6 +187,14 @@ export const DEFAULT_SYNC: Readonly<SyncSettings> = Object.freeze({
   format: "legacy",
   l0RetentionMs: 300_000,
   onStartup: true,
+  validationIntervalMs: 0,
+});
+
+/** Built-in maintenance defaults: Litestream v0.5's levels, retention applied hourly. */
+export const DEFAULT_MAINTENANCE: Readonly<MaintenanceSettings> = Object.freeze({
+  compactionLevelsMs: [30_000, 300_000, 3_600_000],
+  retentionEnabled: true,
+  pruneIntervalMs: 3_600_000,
 });
 
 /** Built-in retention defaults (GFS tiers plus a 24 h PITR window). */
@@ -237,6 +259,12 @@ export function resolveRetention(
   return mergeDefined<RetentionSettings>(DEFAULT_RETENTION, ...layers.map((l) => l ?? {}));
 }
 
+/** Complete maintenance settings: defaults, then each layer. */
+export function resolveMaintenance(...layers: Partial<MaintenanceSettings>[]): MaintenanceSettings {
+  const m = mergeDefined<MaintenanceSettings>(DEFAULT_MAINTENANCE, ...layers);
+  return { ...m, compactionLevelsMs: [...m.compactionLevelsMs] };
+}
+
 /** Complete retry settings: defaults, then each layer. */
 export function resolveRetry(...layers: Partial<RetrySettings>[]): RetrySettings {
   return mergeDefined<RetrySettings>(DEFAULT_RETRY, ...layers);
@@ -264,6 +292,7 @@ export function emptyFileConfig(): FileConfig {
     s3: {},
     sync: {},
     retention: {},
+    maintenance: {},
     retry: {},
     cache: {},
     metrics: {},

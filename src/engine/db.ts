@@ -18,7 +18,7 @@
  */
 import { readWalHeader, scanWal, type WalHeader, type WalScan } from "../sqlite/wal.ts";
 import { formatHex64 } from "../ltx/names.ts";
-import type { SyncSettings } from "../config/schema.ts";
+import type { MaintenanceSettings, RetentionSettings, SyncSettings } from "../config/schema.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
 import { DbReplica } from "../storage/replica.ts";
@@ -31,8 +31,12 @@ import { type FileChange, WatchedFiles } from "./files.ts";
 import { Position, resumePosition, WAL_HEADER_SIZE } from "./position.ts";
 import { reconcile } from "./reconcile.ts";
 import { writeFullCopies } from "./snapshot.ts";
+import { IntegrityError, RestoreError } from "../errors.ts";
 import { writeL0 } from "./l0.ts";
 import { checkpointDue, checkpointWindow } from "./checkpoint.ts";
+import { LevelCompactor } from "./compactor.ts";
+import { applyRetention } from "./prune.ts";
+import { streamAllPages } from "./snapshot.ts";
 import {
   answerSnapshotRequest,
   hasSnapshotRequest,
@@ -64,6 +68,17 @@ export interface ReplicatorOptions {
   cacheMaxBytes?: number;
   /** Activity (new level-0 files, snapshots, errors), for library callers; never awaited. */
   onActivity?: (e: ActivityEvent) => void;
+  /** Compaction, retention inside watch (default: neither) and their schedule. */
+  maintenance?: MaintenanceSettings;
+  /** The retention policy applied when `maintenance.retentionEnabled`. */
+  retention?: RetentionSettings;
+  /** Bounds maintenance rounds (compaction, retention, validation) across databases. */
+  maintenancePool?: UploadPool;
+  /**
+   * Validation (`sync.validationIntervalMs`): restore the replica at `txid` somewhere temporary
+   * and return the restored database's LTX checksum. Injected by the API layer.
+   */
+  validate?: (replica: DbReplica, txid: number) => Promise<bigint>;
   /** Alerts (webhooks): called once per state change, never awaited. */
   notify?: (
     event: ReplicatorEvent,
@@ -81,6 +96,15 @@ export interface ReplicatorStats {
   uploadErrors: number;
   /** Full passes whose checksum disagreed with the tracked one (should stay 0). */
   checksumMismatches: number;
+  /** Files written by compaction, and level-0 files it expired from the replica. */
+  compactions: number;
+  l0Expired: number;
+  /** Retention passes, and the files they deleted. */
+  retentionRuns: number;
+  retentionDeleted: number;
+  /** Validations that matched the live database, and those that did not. */
+  validations: number;
+  validationFailures: number;
 }
 
 /** What a poll of the database's files found. */
@@ -96,6 +120,12 @@ export class Replicator {
     uploads: 0,
     uploadErrors: 0,
     checksumMismatches: 0,
+    compactions: 0,
+    l0Expired: 0,
+    retentionRuns: 0,
+    retentionDeleted: 0,
+    validations: 0,
+    validationFailures: 0,
   };
   readonly state: LocalState;
   readonly name: string;
@@ -125,6 +155,15 @@ export class Replicator {
   #walOverThreshold = false;
   #closed = false;
   #failed: WalrustError | undefined;
+  #compactor: LevelCompactor | undefined;
+  /** The maintenance round running in the background, if any. */
+  #maint: Promise<void> | undefined;
+  #maintStop = new AbortController();
+  #retentionDue = false;
+  #nextPruneAt = 0;
+  #nextValidationAt = 0;
+  /** Header timestamps of snapshots (immutable files), by key, for retention. */
+  #snapshotTimes = new Map<string, number>();
 
   /** The held files; gone once released. */
   get #files(): WatchedFiles {
@@ -137,6 +176,22 @@ export class Replicator {
     this.#db = new DbReplica(o.replica, o.prefix);
     this.state = new LocalState(o.dbPath);
     this.name = o.name ?? o.prefix;
+    const m = o.maintenance;
+    const now = Date.now();
+    if (m && m.compactionLevelsMs.length > 0) {
+      this.#compactor = new LevelCompactor({
+        replica: this.#db,
+        state: this.state,
+        levelsMs: m.compactionLevelsMs,
+        l0RetentionMs: o.sync.l0RetentionMs,
+        format: o.sync.format,
+        log: o.log,
+        dbPath: o.dbPath,
+        onL1Covered: (txid) => this.#dropCoveredL0(txid),
+      }, now);
+    }
+    if (m?.retentionEnabled && m.pruneIntervalMs > 0) this.#nextPruneAt = now + m.pruneIntervalMs;
+    if (o.sync.validationIntervalMs > 0) this.#nextValidationAt = now + o.sync.validationIntervalMs;
   }
 
   /** Current TXID (the newest local level-0 file). */
@@ -190,6 +245,11 @@ export class Replicator {
         this.#reconciled = false;
         this.#reconcileAt = 0;
       },
+      keepUploadedL0: this.#compactor !== undefined,
+      onUploaded: (f) => {
+        if (f.level === 0) this.#compactor?.noteUploaded(f.maxTXID);
+        else if (f.level === SNAPSHOT_LEVEL) this.#retentionDue = true;
+      },
     });
     await this.#loadLocal();
     await this.#reconcileLocked(true);
@@ -221,9 +281,12 @@ export class Replicator {
     const snaps = await this.state.list(SNAPSHOT_LEVEL);
     this.#meta.remoteTXID = Math.min(this.#meta.remoteTXID, this.#pos.txid);
     // Uploaded level-0 files are no longer needed locally, except the newest (the position
-    // record until a newer one is up).
+    // record until a newer one is up) and, with compaction, those no L1 file covers yet (the
+    // first compaction round removes the covered ones).
     const uploaded = local.filter((f) => f.maxTXID <= this.#meta.remoteTXID);
-    for (const f of uploaded.slice(0, -1)) await Deno.remove(f.path).catch(() => {});
+    if (!this.#compactor) {
+      for (const f of uploaded.slice(0, -1)) await Deno.remove(f.path).catch(() => {});
+    }
     this.#uploads.load(
       [...local.filter((f) => f.maxTXID > this.#meta.remoteTXID), ...snaps],
       uploaded.at(-1),
@@ -266,6 +329,7 @@ export class Replicator {
     });
     const lost = this.#replicaLost;
     this.#replicaLost = undefined;
+    this.#compactor?.seed(remote);
     if (d.kind === "continue") {
       this.#meta.remoteTXID = Math.min(d.replicaTXID, this.#pos.txid);
       if (lost) {
@@ -702,6 +766,146 @@ export class Replicator {
     this.#uploads.kick();
   }
 
+  /**
+   * Start a maintenance round in the background when one is due: compaction levels, retention
+   * (after a snapshot reached the replica, and every prune interval), validation. One round at a
+   * time per database, bounded across databases by the maintenance pool; never blocks syncs.
+   */
+  maintain(now: number): void {
+    if (this.#maint || this.#closed || this.#failed || !this.#reconciled) return;
+    const m = this.#o.maintenance;
+    const compact = this.#compactor?.due(now) ?? false;
+    const prune = !!m?.retentionEnabled && !!this.#o.retention &&
+      (this.#retentionDue || (m.pruneIntervalMs > 0 && now >= this.#nextPruneAt));
+    const validate = this.#nextValidationAt > 0 && now >= this.#nextValidationAt &&
+      this.#o.validate !== undefined && this.#pos.txid > 0;
+    if (!compact && !prune && !validate) return;
+    const run = () => this.#maintenance(now, { compact, prune, validate });
+    const pool = this.#o.maintenancePool;
+    this.#maint = (pool ? pool.run(run) : run()).catch((e) => {
+      if (this.#maintStop.signal.aborted) return;
+      this.#o.log.warn("replica maintenance failed; retrying at its next interval", {
+        db: this.#o.dbPath,
+        error: messageOf(e),
+      });
+    }).finally(() => (this.#maint = undefined));
+  }
+
+  /** Wait for the maintenance round in flight, if any (tests). */
+  async maintenanceIdle(): Promise<void> {
+    await this.#maint;
+  }
+
+  async #maintenance(
+    now: number,
+    due: { compact: boolean; prune: boolean; validate: boolean },
+  ): Promise<void> {
+    const { log, dbPath } = this.#o;
+    const signal = this.#maintStop.signal;
+    if (due.compact && this.#compactor && !signal.aborted) {
+      const r = await this.#compactor.run(now, signal);
+      this.stats.compactions += r.compacted.length;
+      this.stats.l0Expired += r.l0Deleted;
+      for (const c of r.compacted) {
+        log.info("compaction", {
+          db: dbPath,
+          level: c.level,
+          min_txid: c.minTXID,
+          max_txid: c.maxTXID,
+          inputs: c.inputs,
+          size: c.size,
+        });
+      }
+      if (r.l0Deleted > 0) log.info("expired level-0 files", { db: dbPath, count: r.l0Deleted });
+    }
+    if (due.prune && !signal.aborted) {
+      const m = this.#o.maintenance!;
+      this.#retentionDue = false;
+      if (m.pruneIntervalMs > 0) this.#nextPruneAt = now + m.pruneIntervalMs;
+      const plan = await applyRetention(this.#db, this.#o.retention!, {
+        now,
+        delete: true,
+        times: this.#snapshotTimes,
+      });
+      this.stats.retentionRuns++;
+      this.stats.retentionDeleted += plan.delete.length;
+      log.info("retention", {
+        db: dbPath,
+        deleted: plan.delete.length,
+        bytes_freed: plan.bytesFreed,
+        kept: plan.keep.length,
+        earliest_txid: plan.earliest?.txid,
+      });
+    }
+    if (due.validate && !signal.aborted) {
+      this.#nextValidationAt = now + this.#o.sync.validationIntervalMs;
+      await this.#validate(signal);
+    }
+  }
+
+  /** Level-0 files up to `txid` are in an uploaded L1 file: drop the local copies not needed. */
+  async #dropCoveredL0(txid: number): Promise<void> {
+    const keep = new Set(this.#uploads.files.map((f) => f.path));
+    const newest = this.#uploads.lastUploaded;
+    if (newest) keep.add(newest.path);
+    for (const f of await this.state.list(0)) {
+      if (f.maxTXID > txid || keep.has(f.path)) continue;
+      if (newest && f.maxTXID >= newest.maxTXID) continue;
+      await Deno.remove(f.path).catch(() => {});
+    }
+  }
+
+  /**
+   * Validation: a checksum of the live database at the current TXID from our own read
+   * transaction, then (once that TXID is in the replica) a restore of the replica at it. A
+   * mismatch, or a replica that cannot restore it, is a broken replica: ERROR, alert, snapshot.
+   */
+  async #validate(signal: AbortSignal): Promise<void> {
+    const { log, dbPath } = this.#o;
+    const live = await this.#exclusive(async () => {
+      await this.#syncLocked();
+      const pos = this.#pos;
+      if (pos.txid === 0 || pos.commit === 0) return undefined;
+      const sum = await streamAllPages(this.#pages, this.#files.wal, pos.walIndex, pos.commit, []);
+      return { txid: pos.txid, checksum: sum.value() };
+    });
+    if (!live) return;
+    const deadline = Date.now() + 60_000;
+    while (this.#meta.remoteTXID < live.txid) {
+      if (signal.aborted || Date.now() > deadline) return; // not uploaded yet: next interval
+      this.#uploads.kick();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    let problem: string | undefined;
+    try {
+      const restored = await this.#o.validate!(this.#db, live.txid);
+      if (restored !== live.checksum) {
+        problem = `the replica restored at TXID ${live.txid} has database checksum ${
+          formatHex64(restored)
+        }, the live database ${formatHex64(live.checksum)}`;
+      }
+    } catch (e) {
+      if (!(e instanceof IntegrityError || e instanceof RestoreError)) throw e;
+      problem = `the replica does not restore TXID ${live.txid}: ${e.message}`;
+    }
+    if (problem === undefined) {
+      this.stats.validations++;
+      log.debug("validation passed", { db: dbPath, txid: live.txid });
+      return;
+    }
+    this.stats.validationFailures++;
+    log.error("replica validation failed; taking a new snapshot", { db: dbPath, error: problem });
+    this.#o.notify?.("validation_failed", {
+      database: this.name,
+      error: problem,
+      context: { txid: live.txid },
+    });
+    await this.#exclusive(async () => {
+      this.#snapshotReason ??= "replica validation failed";
+      await this.#syncLocked();
+    });
+  }
+
   /** Upload what is queued; false if `deadline` passed first. */
   async drainUploads(deadline: number): Promise<boolean> {
     // Not after a failed listing: an unreachable replica must not hold up the shutdown (the
@@ -716,6 +920,8 @@ export class Replicator {
   /** Stop work: wait for the current operation. The SQLite connections stay open on purpose. */
   async stop(): Promise<void> {
     this.#closed = true;
+    this.#maintStop.abort();
+    await this.#maint;
     await this.#busy;
   }
 

@@ -46,6 +46,8 @@ export class LocalState {
 
   /** Create the directories and remove temp files a crash left behind. */
   async init(): Promise<void> {
+    // Compaction outputs are uploaded and removed; any left were interrupted by a crash.
+    await Deno.remove(`${this.dir}/compact`, { recursive: true }).catch(() => {});
     for (const level of [0, 9]) {
       await Deno.mkdir(`${this.dir}/ltx/${level}`, { recursive: true, mode: 0o700 });
       for await (const e of Deno.readDir(`${this.dir}/ltx/${level}`)) {
@@ -57,6 +59,13 @@ export class LocalState {
   /** Path of a local LTX file. */
   path(level: number, min: number, max: number): string {
     return `${this.dir}/ltx/${level}/${formatLtxName(min, max)}`;
+  }
+
+  /** A fresh path for a compaction output (removed after upload; cleared at start). */
+  async compactionPath(level: number, min: number, max: number): Promise<string> {
+    await Deno.mkdir(`${this.dir}/compact`, { recursive: true, mode: 0o700 });
+    const id = crypto.randomUUID().slice(0, 8);
+    return `${this.dir}/compact/${level}-${formatLtxName(min, max)}.${id}`;
   }
 
   /** LTX files of one level, ascending by (min, max). */

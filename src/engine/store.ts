@@ -12,7 +12,10 @@ import type { Logger } from "../observe/log.ts";
 import { DatabaseError } from "../errors.ts";
 
 /** One database to replicate, fully resolved. */
-export type DatabaseSpec = Omit<ReplicatorOptions, "pool" | "log">;
+export type DatabaseSpec = Omit<ReplicatorOptions, "pool" | "log" | "maintenancePool">;
+
+/** Maintenance rounds (compaction, retention, validation) running at once across databases. */
+const MAINTENANCE_CONCURRENCY = 2;
 
 /** Options for the store. */
 export interface StoreOptions {
@@ -26,6 +29,7 @@ export class Store {
   readonly replicators: Replicator[] = [];
   #o: StoreOptions;
   #pool: UploadPool;
+  #maintenancePool = new UploadPool(MAINTENANCE_CONCURRENCY);
   #timer: ReturnType<typeof setTimeout> | undefined;
   #specs = new Map<Replicator, DatabaseSpec>();
   #pending = new Map<Replicator, ReturnType<typeof setTimeout>>(); // batching-window timers
@@ -47,7 +51,12 @@ export class Store {
   async start(): Promise<void> {
     try {
       for (const spec of this.#o.databases) {
-        const r = await Replicator.open({ ...spec, pool: this.#pool, log: this.#o.log });
+        const r = await Replicator.open({
+          ...spec,
+          pool: this.#pool,
+          log: this.#o.log,
+          maintenancePool: this.#maintenancePool,
+        });
         this.replicators.push(r);
         this.#specs.set(r, spec);
       }
@@ -118,6 +127,7 @@ export class Store {
       const now = Date.now();
       for (const r of this.replicators) {
         r.kickUpload();
+        r.maintain(now);
         if (this.#running.has(r) || this.#pending.has(r)) continue;
         const seen = r.poll(now);
         if (seen === "changed") this.#dirty(r);

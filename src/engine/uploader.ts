@@ -5,7 +5,7 @@
  * across all databases.
  */
 import type { Logger } from "../observe/log.ts";
-import type { DbReplica } from "../storage/replica.ts";
+import type { DbReplica, LtxId } from "../storage/replica.ts";
 import { POST_APPLY_CHECKSUM_META, timestampMeta } from "../storage/layout.ts";
 import { formatHex64 } from "../ltx/names.ts";
 import { removeIfExists } from "../fsutil.ts";
@@ -54,6 +54,13 @@ export interface UploadQueueOptions {
    * folder was deleted or replaced). Uploads stop until the replicator reconciles.
    */
   onReplicaLost?: (key: string) => void;
+  /**
+   * Keep level-0 files locally after upload (compaction reads them there, then removes them);
+   * otherwise only the newest uploaded one is kept, as the position record.
+   */
+  keepUploadedL0?: boolean;
+  /** Called after each file reached the replica. */
+  onUploaded?: (f: LocalLtx) => void;
 }
 
 /** The ordered upload queue of one database. */
@@ -123,6 +130,8 @@ export class UploadQueue {
     this.#files = [];
     if (this.#lastL0) await removeIfExists(this.#lastL0.path);
     this.#lastL0 = undefined;
+    // Uploaded level-0 files kept for compaction describe the history being replaced.
+    for (const f of await this.#o.state.list(0)) await removeIfExists(f.path);
   }
 
   #settle(path: string, error?: Error): void {
@@ -183,16 +192,11 @@ export class UploadQueue {
       try {
         if (await this.#replicaLost()) return;
         const timestamp = f.timestamp ?? (await state.readHeader(f.path)).timestamp;
-        await pool.run(async () => {
-          const body = f.size <= UPLOAD_IN_MEMORY_MAX
-            ? await Deno.readFile(f.path)
-            : streamFile(f.path);
-          const meta: Record<string, string> = timestampMeta(timestamp);
-          if (f.postApplyChecksum !== undefined) {
-            meta[POST_APPLY_CHECKSUM_META] = formatHex64(f.postApplyChecksum);
-          }
-          await replica.putLtx(f, body, meta);
-        });
+        const meta: Record<string, string> = timestampMeta(timestamp);
+        if (f.postApplyChecksum !== undefined) {
+          meta[POST_APPLY_CHECKSUM_META] = formatHex64(f.postApplyChecksum);
+        }
+        await pool.run(() => putLocalFile(replica, f, f.path, f.size, meta));
       } catch (e) {
         this.#failed(key, e);
         return;
@@ -210,12 +214,13 @@ export class UploadQueue {
         await state.writeMeta(record);
         // The newest level-0 file is the position record for the next start: keep the file
         // just uploaded, drop the one before it (older than this one, so never the newest).
-        if (this.#lastL0) await removeIfExists(this.#lastL0.path);
+        if (this.#lastL0 && !this.#o.keepUploadedL0) await removeIfExists(this.#lastL0.path);
         this.#lastL0 = f;
       } else {
         await removeIfExists(f.path);
       }
       this.#settle(f.path);
+      this.#o.onUploaded?.(f);
     }
   }
 
@@ -258,6 +263,20 @@ export class UploadQueue {
     }
     this.#failing = true;
   }
+}
+
+/**
+ * Upload one local LTX file: from memory when small (a retry can replay it), else streamed.
+ */
+export async function putLocalFile(
+  replica: DbReplica,
+  id: LtxId,
+  path: string,
+  size: number,
+  meta: Record<string, string>,
+): Promise<void> {
+  const body = size <= UPLOAD_IN_MEMORY_MAX ? await Deno.readFile(path) : streamFile(path);
+  await replica.putLtx(id, body, meta);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -451,6 +451,30 @@ function randomHex(bytes: number): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
+/** The LTX database checksum of pages 1..commit of a database file, read a run at a time. */
+export async function databaseChecksum(
+  file: Deno.FsFile,
+  commit: number,
+  pageSize: number,
+): Promise<bigint> {
+  const sum = new DatabaseChecksum(pageSize);
+  const chunkPages = Math.max(1, Math.floor(RUN_BYTES / pageSize));
+  const buf = new Uint8Array(chunkPages * pageSize);
+  for (let first = 1; first <= commit; first += chunkPages) {
+    const n = Math.min(chunkPages, commit - first + 1);
+    const want = buf.subarray(0, n * pageSize);
+    await file.seek((first - 1) * pageSize, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < want.length) {
+      const r = await file.read(want.subarray(got));
+      if (r === null) break;
+      got += r;
+    }
+    for (let i = 0; i < n; i++) sum.add(first + i, want.subarray(i * pageSize, (i + 1) * pageSize));
+  }
+  return sum.value();
+}
+
 /**
  * When walrust wrote the last file of the plan, its metadata records the database checksum
  * after it (`walrust-post-apply-checksum`): the rebuilt database must have exactly that one.
@@ -467,22 +491,7 @@ async function verifyRecordedChecksum(
   const last = plan.files[plan.files.length - 1];
   const recorded = (await storage.head(last.key))?.meta?.[POST_APPLY_CHECKSUM_META];
   if (recorded === undefined) return;
-  const sum = new DatabaseChecksum(pageSize);
-  const chunkPages = Math.max(1, Math.floor(RUN_BYTES / pageSize));
-  const buf = new Uint8Array(chunkPages * pageSize);
-  for (let first = 1; first <= commit; first += chunkPages) {
-    const n = Math.min(chunkPages, commit - first + 1);
-    const want = buf.subarray(0, n * pageSize);
-    await file.seek((first - 1) * pageSize, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < want.length) {
-      const r = await file.read(want.subarray(got));
-      if (r === null) break;
-      got += r;
-    }
-    for (let i = 0; i < n; i++) sum.add(first + i, want.subarray(i * pageSize, (i + 1) * pageSize));
-  }
-  const actual = formatHex64(sum.value());
+  const actual = formatHex64(await databaseChecksum(file, commit, pageSize));
   if (actual !== recorded) {
     // Not a CorruptFileError: every file verified, so no other plan would be more trustworthy.
     throw new IntegrityError(

@@ -11,6 +11,8 @@ export interface ReplicaFile {
   maxTXID: number;
   key: string;
   size: number;
+  /** When the object was written, as listed (S3 LastModified; the file's mtime). */
+  lastModified?: Date;
 }
 
 /** What names an LTX file: its level and TXID range. */
@@ -62,7 +64,7 @@ export class DbReplica {
     const out: ReplicaFile[] = [];
     for await (const o of this.storage.list(base)) {
       const k = parseLtxKey(this.kind, this.prefix, o.key);
-      if (k) out.push({ ...k, key: o.key, size: o.size });
+      if (k) out.push({ ...k, key: o.key, size: o.size, lastModified: o.lastModified });
     }
     return out;
   }
@@ -75,7 +77,7 @@ export class DbReplica {
       const p = parseLtxKey(this.kind, this.prefix, obj.key);
       // A listing of "ltx/1/" could in principle return other levels' keys on odd backends.
       if (!p || p.level !== level || p.maxTXID <= after) continue;
-      out.push({ ...p, key: obj.key, size: obj.size });
+      out.push({ ...p, key: obj.key, size: obj.size, lastModified: obj.lastModified });
     }
     return out.sort((a, b) => a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError } from "../../src/errors.ts";
-import { loadConfig } from "../../src/config/load.ts";
+import { loadConfig, parseConfig } from "../../src/config/load.ts";
 import { type FileConfig, resolveRetention, resolveSync } from "../../src/config/schema.ts";
 
 async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -454,4 +454,39 @@ retention = { hourly = 2, pitr_window = "1h" }
     retention: { hourly: 2, pitrWindowMs: 3_600_000 },
     line: 9,
   });
+});
+
+Deno.test("[compaction] levels and [retention] enabled / prune_interval; validation_interval", () => {
+  const c = parseConfig(
+    `[sync]
+validation_interval = "10m"
+[compaction]
+levels = ["10s", 60, "1h"]
+[retention]
+enabled = false
+prune_interval = "30m"
+`,
+    { file: "walrust.toml", env: {} },
+  );
+  assert.equal(c.sync.validationIntervalMs, 600_000);
+  assert.deepEqual(c.maintenance, {
+    compactionLevelsMs: [10_000, 60_000, 3_600_000],
+    retentionEnabled: false,
+    pruneIntervalMs: 1_800_000,
+  });
+  assert.deepEqual(
+    parseConfig("[compaction]\nlevels = []\n", { file: "walrust.toml", env: {} }).maintenance,
+    {
+      compactionLevelsMs: [],
+    },
+  );
+  const bad = (text: string, re: RegExp) =>
+    assert.throws(
+      () => parseConfig(text, { file: "walrust.toml", env: {} }),
+      (e: Error) => re.test(e.message),
+    );
+  bad('[compaction]\nlevels = "30s"\n', /compaction\.levels.*expected an array of intervals/);
+  bad('[compaction]\nlevels = ["0s"]\n', /compaction\.levels\[0\].*greater than 0/);
+  bad("[compaction]\nlevel = []\n", /compaction\.level.*did you mean levels/);
+  bad("[sync]\nprune_interval = 5\n", /prune_interval.*belongs in \[retention\]/);
 });

@@ -5,6 +5,7 @@ import {
   DEFAULT_SYNC,
   resolveCache,
   resolveLog,
+  resolveMaintenance,
   resolveMetrics,
   resolveRetention,
   resolveRetry,
@@ -24,6 +25,12 @@ Deno.test("defaults: the documented built-in values", () => {
     format: "legacy",
     l0RetentionMs: 300_000,
     onStartup: true,
+    validationIntervalMs: 0,
+  });
+  assert.deepEqual(resolveMaintenance(), {
+    compactionLevelsMs: [30_000, 300_000, 3_600_000],
+    retentionEnabled: true,
+    pruneIntervalMs: 3_600_000,
   });
   assert.deepEqual(resolveRetention(), {
     hourly: 24,
