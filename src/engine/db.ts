@@ -890,7 +890,7 @@ export class Replicator {
     }
     if (problem === undefined) {
       this.stats.validations++;
-      log.debug("validation passed", { db: dbPath, txid: live.txid });
+      log.info("validation passed", { db: dbPath, txid: live.txid });
       return;
     }
     this.stats.validationFailures++;

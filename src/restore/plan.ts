@@ -205,7 +205,7 @@ export async function planRestore(
 
 /**
  * The first TXID after the gap that stops the plan at `cur`, if a later file exists that the
- * target wanted: any later file for latest restores, one stamped before T for time targets
+ * target wanted and nothing covers TXID `cur + 1`: any later file for latest restores, one stamped before T for time targets
  * (the state at T would lack transactions), one starting at or before the TXID for TXID targets.
  */
 async function findGap(
@@ -214,6 +214,12 @@ async function findGap(
   target: Target,
   usable: (refs: LtxFileRef[]) => Promise<LtxFileRef[]>,
 ): Promise<number | undefined> {
+  // A time target stopped by a file that continues the chain but was written at or after T (a
+  // compacted file spanning T) is not a gap: the nearest restorable state before T is `cur`.
+  if (
+    target.kind === "time" &&
+    levels.some((l) => l.some((f) => f.minTXID <= cur + 1 && f.maxTXID > cur))
+  ) return undefined;
   let next: LtxFileRef[] = [];
   for (let level = 0; level < SNAPSHOT_LEVEL; level++) {
     const f = levels[level].find((f) => f.minTXID > cur + 1);

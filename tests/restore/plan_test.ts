@@ -386,3 +386,33 @@ Deno.test("the s3 layout plans the same replica under a prefix", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a time inside a compacted file whose L0 files expired restores the state before it, no gap", async () => {
+  await withCopy(async (root) => {
+    // L1 0x21-0x25 remains; its L0 files 0x21-0x24 expired (as compaction's l0_retention does).
+    for (
+      const p of [
+        "ltx/9/0000000000000001-0000000000000026.ltx",
+        "ltx/2/0000000000000021-0000000000000026.ltx",
+        ...[0x21, 0x22, 0x23, 0x24].map((t) => `ltx/0/${txidHex(t)}-${txidHex(t)}.ltx`),
+      ]
+    ) await Deno.remove(join(root, p));
+    const s = new FileStorage(root);
+    const l0 = (txid: number) =>
+      manifest.levels["0"].find((f) => f.path.endsWith(`${txidHex(txid)}-${txidHex(txid)}.ltx`))!
+        .header.timestampMs;
+    // 0x23's moment lies inside the L1 file, which was written after it: the nearest point before.
+    const inside = await planRestore(dbOf(s), { kind: "time", ms: l0(0x23) + 1 });
+    assert.deepEqual(inside.txid, 0x20);
+    // After the L1 file's own time, it serves the moment.
+    const after = await planRestore(dbOf(s), { kind: "time", ms: l0(0x25) + 1 });
+    assert.deepEqual(after.txid, 0x25);
+    // A really missing file (nothing covers 0x21) is still a gap.
+    await Deno.remove(join(root, "ltx/1/0000000000000021-0000000000000025.ltx"));
+    await rejects(
+      () => planRestore(dbOf(s), { kind: "time", ms: l0(0x26) + 1 }),
+      RestoreError,
+      "are missing",
+    );
+  });
+});
