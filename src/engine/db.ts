@@ -329,7 +329,11 @@ export class Replicator {
     });
     const lost = this.#replicaLost;
     this.#replicaLost = undefined;
-    this.#compactor?.seed(remote);
+    if (this.#compactor) {
+      this.#compactor.seed(remote);
+      const l1 = remote.reduce((m, f) => (f.level === 1 ? Math.max(m, f.maxTXID) : m), 0);
+      if (l1 > 0) await this.#dropCoveredL0(l1);
+    }
     if (d.kind === "continue") {
       this.#meta.remoteTXID = Math.min(d.replicaTXID, this.#pos.txid);
       if (lost) {
@@ -697,7 +701,7 @@ export class Replicator {
     if (mode) {
       const max = this.#o.cacheMaxBytes;
       const over = max !== undefined && this.#uploads.length > 0 &&
-        (await this.state.queueBytes()) > max;
+        this.#uploads.files.reduce((n, f) => n + f.size, 0) > max;
       if (over !== this.#queueOverCap) {
         this.#queueOverCap = over;
         if (over) {
@@ -817,6 +821,8 @@ export class Replicator {
         });
       }
       if (r.l0Deleted > 0) log.info("expired level-0 files", { db: dbPath, count: r.l0Deleted });
+      const l1 = this.#o.maintenance!.compactionLevelsMs[0];
+      await this.#dropCoveredL0(0, now - Math.max(600_000, 20 * l1));
     }
     if (due.prune && !signal.aborted) {
       const m = this.#o.maintenance!;
@@ -843,15 +849,24 @@ export class Replicator {
     }
   }
 
-  /** Level-0 files up to `txid` are in an uploaded L1 file: drop the local copies not needed. */
-  async #dropCoveredL0(txid: number): Promise<void> {
+  /**
+   * Level-0 files up to `txid` are in an uploaded L1 file: drop the local copies not needed (not
+   * queued, not the newest uploaded one). With `olderThan`, uploaded copies last written before
+   * it go too, covered or not: compaction then reads them from the replica, and a level-1 merge
+   * that keeps failing cannot fill the disk.
+   */
+  async #dropCoveredL0(txid: number, olderThan?: number): Promise<void> {
     const keep = new Set(this.#uploads.files.map((f) => f.path));
     const newest = this.#uploads.lastUploaded;
     if (newest) keep.add(newest.path);
     for (const f of await this.state.list(0)) {
-      if (f.maxTXID > txid || keep.has(f.path)) continue;
-      if (newest && f.maxTXID >= newest.maxTXID) continue;
-      await Deno.remove(f.path).catch(() => {});
+      if (keep.has(f.path) || (newest && f.maxTXID >= newest.maxTXID)) continue;
+      let drop = f.maxTXID <= txid;
+      if (!drop && olderThan !== undefined && f.maxTXID <= this.#meta.remoteTXID) {
+        const st = await Deno.stat(f.path).catch(() => undefined);
+        drop = (st?.mtime?.getTime() ?? Infinity) < olderThan;
+      }
+      if (drop) await Deno.remove(f.path).catch(() => {});
     }
   }
 

@@ -121,13 +121,6 @@ export class LocalState {
   async writeMeta(m: LocalMeta): Promise<void> {
     await atomicWriteFile(`${this.dir}/meta.json`, new TextEncoder().encode(JSON.stringify(m)));
   }
-
-  /** Total bytes of queued LTX files (the disk upload queue's size). */
-  async queueBytes(): Promise<number> {
-    let n = 0;
-    for (const level of [0, 9]) for (const f of await this.list(level)) n += f.size;
-    return n;
-  }
 }
 
 /** Writes one LTX file durably: temp file, encode, fsync, rename, directory fsync. */

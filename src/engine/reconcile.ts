@@ -89,8 +89,13 @@ export function reconcile(remote: readonly ChainFile[], local: LocalView): Recon
       why: `the replica has a gap after TXID ${remoteEnd} (files were lost)`,
     };
   }
-  if (chainEnd([...remote, ...local.queue]) >= local.txid) {
-    return { kind: "continue", replicaTXID: remoteEnd };
+  // The last upload is confirmed even when a listing taken while it was in flight misses it:
+  // trusted when the listed chain ends right before it (an emptied replica is not trusted).
+  const last = local.lastUploaded;
+  const trust = last !== undefined && remote.length > 0 && remoteEnd >= last.minTXID - 1;
+  const confirmed = trust ? [...remote, last] : remote;
+  if (chainEnd([...confirmed, ...local.queue]) >= local.txid) {
+    return { kind: "continue", replicaTXID: Math.max(remoteEnd, chainEnd(confirmed)) };
   }
   return {
     kind: "snapshot",

@@ -106,3 +106,14 @@ Deno.test("checkpointDue: TRUNCATE past the threshold, PASSIVE past the page cou
   assert.equal(checkpointDue(s, later), "PASSIVE");
   assert.equal(checkpointDue(s, { ...later, syncedSinceCheckpoint: false }), undefined);
 });
+
+Deno.test("reconcile: a listing taken while the last upload was in flight misses it; still continues", () => {
+  // The upload of TXID 6 finished after the listing began: not listed, no longer queued.
+  const d = reconcile([snap(3), ...range(1, 5)], { txid: 6, queue: [], lastUploaded: l0(6) });
+  assert.deepEqual(d, { kind: "continue", replicaTXID: 6 });
+});
+
+Deno.test("reconcile: an emptied replica is not trusted to hold the last upload", () => {
+  const d = reconcile([], { txid: 1, queue: [], lastUploaded: l0(1) });
+  assert.equal(d.kind, "snapshot");
+});

@@ -8,6 +8,10 @@ import { prune, restore } from "../../mod.ts";
 import { dumpContent, runSql } from "../helpers/sqlite_writer.ts";
 import { walrust } from "../helpers/walrust.ts";
 import { replicaFiles } from "../helpers/replica.ts";
+import { requireS3OrSkip, s3Options, uniquePrefix } from "../helpers/s3env.ts";
+import { openS3Storage } from "../../src/storage/s3.ts";
+
+const s3cfg = await requireS3OrSkip();
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -171,4 +175,61 @@ Deno.test("the newest file of every level is kept (a running watcher checks its 
   ];
   const plan = planRetention(files, DEFAULT_RETENTION, NOW);
   assert.ok(plan.keep.some((f) => f.key === "l0/1"), "the only (newest) level-0 file stays");
+});
+
+Deno.test({
+  name: "s3: prune on RGW: a dry run deletes nothing; force thins it and latest still restores",
+  ignore: !s3cfg,
+  async fn() {
+    const c = s3cfg!;
+    const dir = await Deno.makeTempDir({ prefix: "walrust-prune-s3-" });
+    const db = `${dir}/app.db`;
+    const prefix = uniquePrefix().replace(/\/$/, "");
+    const url = `s3://${c.bucket}/${prefix}`;
+    const env = {
+      AWS_ACCESS_KEY_ID: c.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
+      AWS_REGION: c.region,
+      AWS_ENDPOINT_URL_S3: c.endpoint,
+    };
+    const s3 = await openS3Storage(s3Options(c));
+    const bucket = { storage: s3, kind: "s3" as const, basePrefix: prefix, url };
+    const keys = async () => {
+      const out: string[] = [];
+      for await (const o of s3.list(`${prefix}/`)) out.push(o.key);
+      return out.sort();
+    };
+    try {
+      await runSql(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)");
+      for (let round = 0; round < 3; round++) {
+        await runSql(db, `INSERT INTO t (v) VALUES ('round ${round}')`);
+        const once = await walrust(["watch", db, "--bucket", url, "--once"], { env });
+        assert.equal(once.code, 0, once.stderr);
+        const snap = await walrust(["snapshot", db, "--bucket", url], { env });
+        assert.equal(snap.code, 0, snap.stderr);
+      }
+      const before = await keys();
+      const later = Date.now() + 400 * DAY;
+      const policy = { hourly: 0, daily: 0, weekly: 0, monthly: 1, pitrWindowMs: DAY };
+      const dry = await prune({ name: "app.db", bucket, retention: policy, now: later });
+      assert.ok(dry.dryRun && dry.deleted.length > 0);
+      assert.deepEqual(await keys(), before, "a dry run deletes nothing");
+      const done = await prune({
+        name: "app.db",
+        bucket,
+        retention: policy,
+        now: later,
+        force: true,
+      });
+      assert.equal((await keys()).length, before.length - done.deleted.length);
+      const out = `${dir}/restored.db`;
+      await restore({ name: "app.db", output: out, bucket });
+      assert.equal(await dumpContent(out), await dumpContent(db));
+    } finally {
+      const left = await keys();
+      await s3.delete(left);
+      await s3.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
