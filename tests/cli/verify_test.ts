@@ -397,7 +397,8 @@ function s3Env(c: S3TestConfig, tmp: string): Record<string, string> {
 }
 
 Deno.test({
-  name: "s3: verify a replica on RGW: good exits 0, a flipped byte in its newest L0 exits 5",
+  name: "s3: verify a replica on RGW: good exits 0; a flipped byte, a deleted middle L0 file, a " +
+    "truncated snapshot exit 5 naming the object",
   ignore: !cfg,
   async fn() {
     const c = cfg!;
@@ -443,6 +444,34 @@ Deno.test({
       assert.equal(bad.code, 5, bad.stderr);
       const badJson = JSON.parse(bad.stdout) as VerifyJson;
       assert.equal(badJson.errors[0].key, newest);
+      await s3.put(newest, bytes, head?.meta);
+
+      // A deleted middle level-0 file: a gap, exit 5, naming the missing TXIDs.
+      const l0 = keys.filter((k) => k.level === 0).map((k) => k.key).sort();
+      const middle = l0[Math.floor(l0.length / 2)];
+      const middleBytes = await readAll(await s3.get(middle));
+      const middleHead = await s3.head(middle);
+      await s3.delete([middle]);
+      const gap = await walrust(["verify", "app.db", "--bucket", bucket, "--json"], { env });
+      assert.equal(gap.code, 5, gap.stderr);
+      const txid = /([0-9a-f]{16})-[0-9a-f]{16}\.ltx$/.exec(middle)![1];
+      assert.match(gap.stdout, new RegExp(txid), gap.stdout);
+      await s3.put(middle, middleBytes, middleHead?.meta);
+
+      // A truncated snapshot: exit 5 naming it.
+      const snapshot = keys.filter((k) => k.level === 9).map((k) => k.key).sort().at(-1)!;
+      const snapBytes = await readAll(await s3.get(snapshot));
+      await s3.put(
+        snapshot,
+        snapBytes.subarray(0, snapBytes.length - 100),
+        (await s3.head(snapshot))?.meta,
+      );
+      const cut = await walrust(["verify", "app.db", "--bucket", bucket, "--json"], { env });
+      assert.equal(cut.code, 5, cut.stderr);
+      assert.ok(
+        (JSON.parse(cut.stdout) as VerifyJson).errors.some((e) => e.key === snapshot),
+        cut.stdout,
+      );
       assert.deepEqual(
         [...Deno.readDirSync(dir)].filter((n) => n.name.startsWith("walrust-verify")),
         [],
