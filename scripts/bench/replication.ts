@@ -111,7 +111,7 @@ class PeakSampler {
 }
 
 /** A python3 child started by a benchmark; stopped by PID. */
-class PythonProcess {
+export class PythonProcess {
   readonly #child: Deno.ChildProcess;
   readonly #out: Promise<{ code: number; stdout: string; stderr: string }>;
   readonly pid: number;

@@ -1,5 +1,6 @@
 /**
- * All walrust benchmarks: `deno task bench [--only ltx|rss|lag|restore|requests|idle] [--quick]`.
+ * All walrust benchmarks:
+ * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction] [--quick]`.
  * The LTX codec benchmark (scripts/bench/ltx.ts) runs first when that file exists.
  */
 
@@ -7,9 +8,10 @@ import { parseArgs } from "node:util";
 import { benchLag, benchRestore, benchRss } from "./replication.ts";
 import { benchRequests } from "./requests.ts";
 import { benchIdle } from "./idle.ts";
+import { benchCompaction } from "./compaction.ts";
 import { s3TestConfig } from "../../tests/helpers/s3env.ts";
 
-const NAMES = ["ltx", "rss", "lag", "restore", "requests", "idle"] as const;
+const NAMES = ["ltx", "rss", "lag", "restore", "requests", "idle", "compaction"] as const;
 type Name = typeof NAMES[number];
 
 /** Parse the flags; exits with usage on anything unknown. */
@@ -71,4 +73,5 @@ if (want("requests")) {
   else console.log("\n## S3 requests: skipped (start scripts/s3-test-server.sh first)");
 }
 if (want("idle")) await benchIdle({ quick });
+if (want("compaction")) await benchCompaction({ quick });
 console.log(`\nload average at the end: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);

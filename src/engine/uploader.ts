@@ -210,12 +210,15 @@ export class UploadQueue {
       this.#files.shift();
       this.#o.stats.uploads++;
       if (f.level === 0) {
+        // Before any await: a reconcile running meanwhile must see the file as uploaded (it is
+        // no longer queued, and a listing taken during the put may not show it).
+        const previous = this.#lastL0;
+        this.#lastL0 = f;
         record.remoteTXID = Math.max(record.remoteTXID, f.maxTXID);
         await state.writeMeta(record);
         // The newest level-0 file is the position record for the next start: keep the file
         // just uploaded, drop the one before it (older than this one, so never the newest).
-        if (this.#lastL0 && !this.#o.keepUploadedL0) await removeIfExists(this.#lastL0.path);
-        this.#lastL0 = f;
+        if (previous && !this.#o.keepUploadedL0) await removeIfExists(previous.path);
       } else {
         await removeIfExists(f.path);
       }

@@ -492,10 +492,12 @@ const READ_CHUNK = 256 * 1024;
  */
 export async function* readLtxFile(path: string): AsyncGenerator<Uint8Array> {
   let file: Deno.FsFile;
+  let left: number;
   try {
     const st = await Deno.stat(path);
     if (st.isDirectory) throw new WalrustError(`${path}: is a directory`);
     file = await Deno.open(path, { read: true });
+    left = st.size;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw new WalrustError(`${path}: no such file`);
     if (e instanceof Deno.errors.PermissionDenied) {
@@ -505,10 +507,12 @@ export async function* readLtxFile(path: string): AsyncGenerator<Uint8Array> {
   }
   try {
     for (;;) {
-      // A fresh buffer per chunk: the reader may still hold views into earlier ones.
-      const buf = new Uint8Array(READ_CHUNK);
+      // A fresh buffer per chunk: the reader may still hold views into earlier ones. Sized to
+      // what is left, so small files (most level-0 files) do not allocate a whole chunk.
+      const buf = new Uint8Array(Math.min(READ_CHUNK, Math.max(left, 4096)));
       const n = await file.read(buf);
       if (n === null) return;
+      left -= n;
       yield n === buf.length ? buf : buf.subarray(0, n);
     }
   } finally {
