@@ -20,8 +20,10 @@
  */
 export * from "./src/api.ts";
 export {
+  DEFAULT_MAINTENANCE,
   DEFAULT_RETENTION,
   DEFAULT_SYNC,
+  type MaintenanceSettings,
   type RetentionSettings,
   type RetrySettings,
   type SyncSettings,
