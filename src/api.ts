@@ -9,7 +9,10 @@ export {
   type ReplicateOptions,
   type Replication,
   type ReplicationEvent,
+  type ReplicatorStats,
+  type StorageStatus,
 } from "./api/replicate.ts";
+export type { BreakerState, StorageStats } from "./storage/resilient.ts";
 export {
   restore,
   type RestoreOptions,

@@ -1,7 +1,17 @@
 /** `replicate()`: continuous replication of databases in this process, with a handle to stop it. */
 import { basename, resolve } from "node:path";
 import { Store } from "../engine/store.ts";
-import type { ActivityEvent, Replicator, ReplicatorEvent } from "../engine/db.ts";
+import type {
+  ActivityEvent,
+  Replicator,
+  ReplicatorEvent,
+  ReplicatorStats,
+} from "../engine/db.ts";
+import {
+  type BreakerState,
+  ResilientStorage,
+  type StorageStats,
+} from "../storage/resilient.ts";
 import {
   type MaintenanceSettings,
   resolveCache,
@@ -76,7 +86,31 @@ export interface DatabaseStatus {
   lastSyncAt?: Date;
   /** Why this database stopped replicating, if it did. */
   failed?: string;
+  /** Bytes waiting for upload. */
+  pendingBytes: number;
+  /** Size of the database file (bytes). */
+  dbBytes: number;
+  /** Size of its `-wal` file (bytes). */
+  walBytes: number;
+  /** Age of the oldest change not in the replica yet (seconds; 0 when caught up). */
+  lagSeconds: number;
+  /** When the next scheduled snapshot is due, if snapshots are scheduled. */
+  nextSnapshotAt?: Date;
+  /** Counters since the start (syncs, checkpoints, compactions, validations, ...). */
+  stats: Readonly<ReplicatorStats>;
 }
+
+/** The replica storage as this replication sees it. */
+export interface StorageStatus {
+  /** The replica, as a URL. */
+  url: string;
+  /** Circuit breaker state; "closed" when there is no breaker. */
+  breaker: BreakerState;
+  /** Requests, retries and failures by operation; the last success. */
+  stats: Readonly<StorageStats>;
+}
+
+export type { ReplicatorStats };
 
 /** The events a replication reports. */
 export type ReplicationEvent = ActivityEvent;
@@ -87,6 +121,8 @@ export interface Replication {
   readonly databases: readonly string[];
   /** Per-database position, replica position and queue. */
   status(): DatabaseStatus[];
+  /** The replica storage: breaker state and request counts. */
+  storage(): StorageStatus;
   /** A level-9 snapshot of one database now; resolves once it is uploaded. */
   snapshot(path: string): Promise<{ txid: number }>;
   /** Sync every database once now. */
@@ -164,7 +200,22 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
         pendingUploads: r.pendingUploads,
         lastSyncAt: r.lastSyncAt ? new Date(r.lastSyncAt) : undefined,
         failed: r.failed?.message,
+        pendingBytes: r.pendingBytes,
+        dbBytes: r.dbSize,
+        walBytes: r.walSize,
+        lagSeconds: r.lagSeconds(),
+        nextSnapshotAt: r.nextSnapshotAt !== undefined ? new Date(r.nextSnapshotAt) : undefined,
+        stats: r.stats,
       })),
+    storage: () => {
+      const st = replica.storage;
+      const resilient = st instanceof ResilientStorage ? st : undefined;
+      return {
+        url: replica.url,
+        breaker: resilient?.breaker?.state ?? "closed",
+        stats: resilient?.stats ?? { requests: {}, retries: {}, failures: {} },
+      };
+    },
     async snapshot(path: string) {
       const r = byPath.get(resolve(path));
       if (!r) throw new ConfigError(`snapshot: ${path} is not part of this replication`);

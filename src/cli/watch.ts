@@ -1,13 +1,21 @@
 /** `walrust watch`: replicate databases continuously. */
 import type { CliContext } from "./context.ts";
-import { num, parseFlags, str } from "./args.ts";
+import { type Flags, num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
-import { type FileConfig, resolveCache, resolveSync, type SyncSettings } from "../config/schema.ts";
+import {
+  type FileConfig,
+  type MetricsSettings,
+  resolveCache,
+  resolveMetrics,
+  resolveSync,
+  type SyncSettings,
+} from "../config/schema.ts";
 import { expandDatabases } from "../config/globs.ts";
 import { replicaFromFlags, webhookSender } from "./replica_flags.ts";
 import { replicate } from "../api.ts";
 import { log } from "../observe/log.ts";
+import { VERSION } from "../version.ts";
 
 const OPTIONS = {
   bucket: { type: "string", short: "b" },
@@ -22,6 +30,9 @@ const OPTIONS = {
   "no-startup-snapshot": { type: "boolean" },
   once: { type: "boolean" },
   "shutdown-drain": { type: "string" },
+  "metrics-addr": { type: "string" },
+  "no-metrics": { type: "boolean" },
+  "metrics-process": { type: "boolean" },
 } as const;
 
 /** Flags that override [sync] settings; unset flags stay undefined so the file wins. */
@@ -89,6 +100,7 @@ async function watchUntilStopped(
 ): Promise<number> {
   const { flags, positionals } = parseFlags("watch", args, OPTIONS);
   const flagSync = syncFlags(flags); // validate flags before touching anything
+  const flagMetrics = metricsFlags(flags);
   const config = await loadConfig(ctx.configPath);
   if (config.log?.format && !ctx.logFormat) log.format = config.log.format;
   if (config.log?.level && !ctx.verbose) log.level = config.log.level;
@@ -142,6 +154,22 @@ async function watchUntilStopped(
       await hooks.flush(5_000);
       return drained ? 0 : 4;
     }
+    const m = resolveMetrics(config.metrics, flagMetrics);
+    const server = m.enabled
+      ? await (await import("../observe/metrics.ts")).serveMetrics({
+        status: () => r.status(),
+        storage: () => r.storage(),
+        onSync: (fn) => r.on("sync", fn),
+        onCheckpoint: (fn) => r.on("checkpoint", fn),
+      }, {
+        host: m.host,
+        port: m.port,
+        processMetrics: m.process,
+        maxLagMs: m.maxLagMs,
+        version: VERSION,
+        log,
+      })
+      : undefined;
     if (!stopped.aborted) log.info("watching", { databases: dbs.length, replica: replica.url });
     let fatal: unknown;
     await Promise.race([
@@ -151,6 +179,7 @@ async function watchUntilStopped(
       }),
       r.failed.catch((e) => (fatal = e)),
     ]);
+    await server?.close();
     if (!(await r.stop())) {
       log.warn(
         "uploads still pending at exit; they stay in the local queue and go up on the next start",
@@ -166,18 +195,32 @@ async function watchUntilStopped(
   }
 }
 
+/** `--metrics-addr HOST:PORT`, `--no-metrics`, `--metrics-process` over [metrics]. */
+function metricsFlags(flags: Flags): Partial<MetricsSettings> {
+  const out: Partial<MetricsSettings> = {};
+  const addr = str(flags, "metrics-addr");
+  if (addr !== undefined) {
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port > 65535) {
+      throw new ConfigError(
+        `watch: --metrics-addr expects HOST:PORT (e.g. 127.0.0.1:16767 or :9090), got "${addr}"`,
+      );
+    }
+    out.host = m[1] ?? (m[2] || "0.0.0.0");
+    out.port = port;
+    out.enabled = true;
+  }
+  if (flags["no-metrics"]) out.enabled = false;
+  if (flags["metrics-process"]) out.process = true;
+  return out;
+}
+
 /** Settings this version parses but does not act on: say so rather than ignore them silently. */
 function refuseOrWarnUnimplemented(config: FileConfig): void {
   if (config.cache.path !== undefined) {
     throw new ConfigError(
       "cache.path is not supported yet: local state lives in .<dbfile>-walrust/ beside each database (fix: remove cache.path)",
     );
-  }
-  const notYet: string[] = [];
-  if (config.metrics.enabled === true || config.metrics.port !== undefined) {
-    notYet.push("[metrics]");
-  }
-  if (notYet.length > 0) {
-    log.warn(`configured but not implemented in this version, no effect: ${notYet.join(", ")}`);
   }
 }

@@ -532,6 +532,8 @@ const METRICS_SPEC: Spec<MetricsSettings> = {
   enabled: ["enabled", bool],
   port: ["port", int(0, 65535)],
   host: ["host", text],
+  process: ["process", bool],
+  maxLagMs: ["max_lag", seconds({ positive: true })],
 };
 
 const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug", "trace"];

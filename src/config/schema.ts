@@ -83,6 +83,10 @@ export interface MetricsSettings {
   enabled: boolean;
   port: number;
   host: string;
+  /** Also serve process collectors (CPU, memory, event loop). */
+  process: boolean;
+  /** /health is unhealthy past this replication lag (or storage failing this long). */
+  maxLagMs: number;
 }
 
 /** Log levels, most to least severe. */
@@ -224,6 +228,8 @@ export const DEFAULT_METRICS: Readonly<MetricsSettings> = Object.freeze({
   enabled: true,
   port: 16767,
   host: "127.0.0.1",
+  process: false,
+  maxLagMs: 60_000,
 });
 
 /** Built-in log defaults. */

@@ -49,7 +49,8 @@ export type ReplicatorEvent = "upload_failed" | "wal_size_exceeded" | "validatio
 
 /** What happened, for library callers (`replicate().on(...)`). */
 export type ActivityEvent =
-  | { type: "sync"; database: string; txid: number }
+  | { type: "sync"; database: string; txid: number; seconds: number }
+  | { type: "checkpoint"; database: string; mode: "PASSIVE" | "TRUNCATE"; seconds: number }
   | { type: "snapshot"; database: string; txid: number; reason: string }
   | { type: "error"; database: string; error: Error };
 
@@ -88,23 +89,44 @@ export interface ReplicatorOptions {
 
 /** Counters for tests, metrics and benchmarks. */
 export interface ReplicatorStats {
+  /** Syncs run (whether or not they found new frames). */
   syncs: number;
+  /** Level-0 files written. */
   l0Written: number;
+  /** Level-9 snapshots written. */
   snapshotsWritten: number;
+  /** Checkpoints run by walrust. */
   checkpoints: number;
+  /** Files uploaded. */
   uploads: number;
+  /** Upload attempts that failed (and are retried). */
   uploadErrors: number;
   /** Full passes whose checksum disagreed with the tracked one (should stay 0). */
   checksumMismatches: number;
-  /** Files written by compaction, and level-0 files it expired from the replica. */
+  /** Files written by compaction. */
   compactions: number;
+  /** Level-0 files compaction expired from the replica. */
   l0Expired: number;
-  /** Retention passes, and the files they deleted. */
+  /** Retention passes run. */
   retentionRuns: number;
+  /** Files retention deleted. */
   retentionDeleted: number;
-  /** Validations that matched the live database, and those that did not. */
+  /** Validations that matched the live database. */
   validations: number;
+  /** Validations that found the replica broken. */
   validationFailures: number;
+  /** Syncs that failed (and are retried). */
+  syncErrors: number;
+  /** Time spent in syncs, seconds. */
+  syncSeconds: number;
+  /** WAL bytes copied into level-0 files. */
+  walBytes: number;
+  /** Checkpoints by mode. */
+  checkpointsByMode: Record<string, number>;
+  /** Seconds spent in checkpoints, by mode. */
+  checkpointSeconds: Record<string, number>;
+  /** Files written by compaction, by level. */
+  compactionsByLevel: Record<number, number>;
 }
 
 /** What a poll of the database's files found. */
@@ -126,6 +148,12 @@ export class Replicator {
     retentionDeleted: 0,
     validations: 0,
     validationFailures: 0,
+    syncErrors: 0,
+    syncSeconds: 0,
+    walBytes: 0,
+    checkpointsByMode: {},
+    checkpointSeconds: {},
+    compactionsByLevel: {},
   };
   readonly state: LocalState;
   readonly name: string;
@@ -162,6 +190,9 @@ export class Replicator {
   #retentionDue = false;
   #nextPruneAt = 0;
   #nextValidationAt = 0;
+  readonly #openedAt = Date.now();
+  /** When the poll first saw a WAL change not synced yet (ms). */
+  #dirtySince: number | undefined;
   /** Header timestamps of snapshots (immutable files), by key, for retention. */
   #snapshotTimes = new Map<string, number>();
 
@@ -205,6 +236,37 @@ export class Replicator {
   /** Number of files waiting for upload. */
   get pendingUploads(): number {
     return this.#uploads.length;
+  }
+  /** Bytes queued for upload. */
+  get pendingBytes(): number {
+    return this.#uploads.files.reduce((n, f) => n + f.size, 0);
+  }
+  /** Size of the `-wal` file at the last poll (bytes). */
+  get walSize(): number {
+    return Math.max(0, this.#lastWal?.size ?? 0);
+  }
+  /** Size of the database file (bytes), 0 once released. */
+  get dbSize(): number {
+    try {
+      return this.#f?.db.size() ?? 0;
+    } catch {
+      return 0;
+    }
+  }
+  /** When the next scheduled snapshot is due (ms), if snapshots are scheduled. */
+  get nextSnapshotAt(): number | undefined {
+    const every = this.#o.sync.snapshotIntervalMs;
+    return every > 0 ? this.#meta.snapshotAt + every : undefined;
+  }
+  /**
+   * Replication lag in seconds: the age of the oldest change not in the replica yet — the
+   * oldest queued level-0 file, else a WAL change seen but not synced yet; 0 when caught up.
+   */
+  lagSeconds(now = Date.now()): number {
+    const queued = this.#uploads.files.find((f) => f.level === 0);
+    // Files queued by an earlier run carry no timestamp here: count them from this start.
+    const oldest = queued ? (queued.timestamp ?? this.#openedAt) : this.#dirtySince;
+    return oldest === undefined ? 0 : Math.max(0, (now - oldest) / 1000);
   }
   /** Why this database stopped replicating, if it did (the rest of the process goes on). */
   get failed(): WalrustError | undefined {
@@ -301,6 +363,7 @@ export class Replicator {
   async #reconcileLocked(startup = false): Promise<void> {
     const { log } = this.#o;
     let remote;
+    const listedAt = Date.now();
     try {
       remote = await this.#db.files();
     } catch (e) {
@@ -326,6 +389,9 @@ export class Replicator {
       txid: this.#pos.txid,
       queue: this.#uploads.files,
       lastUploaded: this.#uploads.lastUploaded,
+      uploadedWhileListing: this.#uploads.lastUploadedAt >= listedAt
+        ? this.#uploads.lastUploaded
+        : undefined,
     });
     const lost = this.#replicaLost;
     this.#replicaLost = undefined;
@@ -384,6 +450,7 @@ export class Replicator {
     const last = this.#lastWal;
     this.#lastWal = cur;
     if (!last || last.size !== cur.size || last.mtime !== cur.mtime || last.ino !== cur.ino) {
+      this.#dirtySince ??= now;
       return "changed";
     }
     const s = this.#o.sync;
@@ -483,6 +550,7 @@ export class Replicator {
 
   async #syncLocked(): Promise<boolean> {
     if (this.#failed) throw this.#failed;
+    const started = performance.now();
     const change = this.#files.check();
     this.#lastIdentityCheck = Date.now();
     if (change) this.#filesChanged(change);
@@ -527,6 +595,7 @@ export class Replicator {
       this.stats.l0Written++;
       for (const [pgno, off] of scan.pages) pos.walIndex.set(pgno, off);
       for (const pgno of pos.walIndex.keys()) if (pgno > scan.commit) pos.walIndex.delete(pgno);
+      this.stats.walBytes += scan.endOffset - pos.offset;
       pos.offset = scan.endOffset;
       pos.walChecksum = scan.checksum;
       pos.commit = scan.commit;
@@ -534,11 +603,14 @@ export class Replicator {
       if (!scan.limited) break;
     }
     this.lastSyncAt = Date.now();
+    this.#dirtySince = undefined;
     this.stats.syncs++;
+    const seconds = (performance.now() - started) / 1000;
+    this.stats.syncSeconds += seconds;
     if (wrote) {
       this.#syncedSinceCheckpoint = true;
       this.#uploads.kick();
-      this.#o.onActivity?.({ type: "sync", database: this.name, txid: pos.txid });
+      this.#o.onActivity?.({ type: "sync", database: this.name, txid: pos.txid, seconds });
     }
     return wrote;
   }
@@ -748,6 +820,7 @@ export class Replicator {
 
   /** Our checkpoint (checkpoint.ts: the window that loses nothing and re-pins the read lock). */
   async #checkpointLocked(mode: "PASSIVE" | "TRUNCATE"): Promise<void> {
+    const started = performance.now();
     const w = await checkpointWindow(this.#files.h, mode, () => this.#syncLocked(), {
       busyTimeoutMs: this.#o.sync.busyTimeoutMs,
       warn: (msg, error) => this.#o.log.warn(msg, { db: this.#o.dbPath, mode, error }),
@@ -760,6 +833,11 @@ export class Replicator {
     this.#pinned = true;
     this.#pages.invalidate();
     this.stats.checkpoints++;
+    const seconds = (performance.now() - started) / 1000;
+    const st = this.stats;
+    st.checkpointsByMode[mode] = (st.checkpointsByMode[mode] ?? 0) + 1;
+    st.checkpointSeconds[mode] = (st.checkpointSeconds[mode] ?? 0) + seconds;
+    this.#o.onActivity?.({ type: "checkpoint", database: this.name, mode, seconds });
     this.#lastCheckpointAt = Date.now();
     this.#syncedSinceCheckpoint = false;
     this.#o.log.debug("checkpoint", { db: this.#o.dbPath, mode, ...w.result });
@@ -811,6 +889,8 @@ export class Replicator {
       this.stats.compactions += r.compacted.length;
       this.stats.l0Expired += r.l0Deleted;
       for (const c of r.compacted) {
+        const by = this.stats.compactionsByLevel;
+        by[c.level] = (by[c.level] ?? 0) + 1;
         log.info("compaction", {
           db: dbPath,
           level: c.level,

@@ -21,6 +21,11 @@ export interface LocalView {
   queue: readonly ChainFile[];
   /** The newest level-0 file already uploaded, when still kept locally. */
   lastUploaded?: ChainFile;
+  /**
+   * A level-0 file whose upload finished while the replica was being listed: in the replica,
+   * though the listing may not show it.
+   */
+  uploadedWhileListing?: ChainFile;
 }
 
 /** The decision. */
@@ -89,11 +94,9 @@ export function reconcile(remote: readonly ChainFile[], local: LocalView): Recon
       why: `the replica has a gap after TXID ${remoteEnd} (files were lost)`,
     };
   }
-  // The last upload is confirmed even when a listing taken while it was in flight misses it:
-  // trusted when the listed chain ends right before it (an emptied replica is not trusted).
-  const last = local.lastUploaded;
-  const trust = last !== undefined && remote.length > 0 && remoteEnd >= last.minTXID - 1;
-  const confirmed = trust ? [...remote, last] : remote;
+  // An upload that finished during the listing is in the replica even if the listing missed it.
+  const late = local.uploadedWhileListing;
+  const confirmed = late ? [...remote, late] : remote;
   if (chainEnd([...confirmed, ...local.queue]) >= local.txid) {
     return { kind: "continue", replicaTXID: Math.max(remoteEnd, chainEnd(confirmed)) };
   }

@@ -89,6 +89,7 @@ export class Store {
     if (this.#stopped || this.#running.has(r)) return;
     this.#running.add(r);
     r.sync().catch((e) => {
+      r.stats.syncErrors++;
       const spec = this.#specs.get(r)!;
       this.#o.log.error("sync failed; will retry", {
         db: spec.dbPath,

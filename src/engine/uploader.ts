@@ -74,6 +74,7 @@ export class UploadQueue {
   #backoffMs = 0;
   /** The last level-0 file uploaded: kept locally as the position record until the next one. */
   #lastL0: LocalLtx | undefined;
+  #lastL0At = 0;
   /** Uploads wait while true (until the replicator has compared the replica with local state). */
   #held = true;
   /** Waiters for a file's upload, by local path. */
@@ -96,6 +97,11 @@ export class UploadQueue {
   /** The newest level-0 file already uploaded, while kept locally. */
   get lastUploaded(): LocalLtx | undefined {
     return this.#lastL0;
+  }
+
+  /** When (ms) `lastUploaded` finished uploading in this process; 0 when it was loaded. */
+  get lastUploadedAt(): number {
+    return this.#lastL0At;
   }
 
   /** Hold (true) or release (false) uploads. */
@@ -214,6 +220,7 @@ export class UploadQueue {
         // no longer queued, and a listing taken during the put may not show it).
         const previous = this.#lastL0;
         this.#lastL0 = f;
+        this.#lastL0At = Date.now();
         record.remoteTXID = Math.max(record.remoteTXID, f.maxTXID);
         await state.writeMeta(record);
         // The newest level-0 file is the position record for the next start: keep the file

@@ -200,11 +200,27 @@ function defaultSleep(ms: number): Promise<void> {
 /** What to do with an error from one attempt. */
 type Verdict = { retry: true; delayMs: number } | { retry: false };
 
+/** What a ResilientStorage has seen (metrics and health read it; never reset). */
+export interface StorageStats {
+  /** Operations started, by operation (put, get, head, delete, list). */
+  requests: Record<string, number>;
+  /** Attempts retried, by operation. */
+  retries: Record<string, number>;
+  /** Operations that failed for good (after their retries), by operation. */
+  failures: Record<string, number>;
+  /** When storage last answered (ms). */
+  lastSuccessAt?: number;
+  /** Since when operations have failed without storage answering (ms); unset once it answers. */
+  failingSince?: number;
+}
+
 /** Any Storage with retries and (unless disabled) a circuit breaker in front of it. */
 export class ResilientStorage implements Storage {
   readonly description: string;
   readonly breaker: CircuitBreaker | undefined;
   readonly inner: Storage;
+  /** Request, retry and failure counts, and the last success. */
+  readonly stats: StorageStats = { requests: {}, retries: {}, failures: {} };
   #settings: RetrySettings;
   #events: ResilienceEvents;
   #log: Logger;
@@ -262,6 +278,7 @@ export class ResilientStorage implements Storage {
 
   /** List; retried only while nothing has been yielded, later failures propagate. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    count(this.stats.requests, "list");
     const ticket = this.#acquire("list", prefix);
     const probe = this.breaker?.state === "half-open";
     for (let attempt = 1;; attempt++) {
@@ -276,6 +293,7 @@ export class ResilientStorage implements Storage {
         continue;
       }
       this.breaker?.success(ticket);
+      this.#answered();
       if (first.done) return;
       let finished = false;
       try {
@@ -296,6 +314,7 @@ export class ResilientStorage implements Storage {
   }
 
   async #run<T>(op: string, key: string | undefined, replayable: boolean, fn: () => Promise<T>) {
+    count(this.stats.requests, op);
     const ticket = this.#acquire(op, key);
     // A probe gets one attempt: it exists to learn whether storage is back, not to wait for it.
     const retryable = replayable && this.breaker?.state !== "half-open";
@@ -303,6 +322,7 @@ export class ResilientStorage implements Storage {
       try {
         const value = await fn();
         this.breaker?.success(ticket);
+        this.#answered();
         return value;
       } catch (err) {
         const v = this.#judge(err, ticket, op, key, attempt, retryable);
@@ -342,6 +362,7 @@ export class ResilientStorage implements Storage {
     }
     if (err instanceof NotFoundError) {
       this.breaker?.success(ticket); // storage answered
+      this.#answered();
       return { retry: false };
     }
     const auth = isAuthError(err);
@@ -350,6 +371,8 @@ export class ResilientStorage implements Storage {
       // Another operation opened the breaker meanwhile: stop hammering a storage that is down.
       this.breaker?.state !== "open";
     if (!more) {
+      count(this.stats.failures, op);
+      this.stats.failingSince ??= Date.now();
       ATTEMPTS.set(err, attempt);
       this.#lastError = redact(err.message);
       this.breaker?.failure(ticket);
@@ -361,8 +384,14 @@ export class ResilientStorage implements Storage {
       this.#settings.maxDelayMs,
       this.#random,
     );
+    count(this.stats.retries, op);
     this.#fire("onRetry", () => this.#events.onRetry?.({ op, key, attempt, delayMs, error: err }));
     return { retry: true, delayMs };
+  }
+
+  #answered(): void {
+    this.stats.lastSuccessAt = Date.now();
+    this.stats.failingSince = undefined;
   }
 
   #breakerChanged(from: BreakerState, to: BreakerState): void {
@@ -403,4 +432,8 @@ export class ResilientStorage implements Storage {
       });
     }
   }
+}
+
+function count(m: Record<string, number>, op: string): void {
+  m[op] = (m[op] ?? 0) + 1;
 }

@@ -48,7 +48,13 @@ Deno.test("defaults: the documented built-in values", () => {
     circuitBreakerCooldownMs: 60_000,
   });
   assert.deepEqual(resolveCache(), { maxSize: 5 * 1024 ** 3 });
-  assert.deepEqual(resolveMetrics(), { enabled: true, port: 16767, host: "127.0.0.1" });
+  assert.deepEqual(resolveMetrics(), {
+    enabled: true,
+    port: 16767,
+    host: "127.0.0.1",
+    process: false,
+    maxLagMs: 60_000,
+  });
   assert.deepEqual(resolveLog(), { format: "text", level: "info" });
 });
 

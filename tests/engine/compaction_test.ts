@@ -152,7 +152,7 @@ async function runOne(b: Backend, dir: string): Promise<string> {
   const w = await SqliteWriter.start(db);
   await w.exec("CREATE TABLE k (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, pad TEXT NOT NULL)");
   const watch = new WalrustProcess(
-    ["--config", `${dir}/walrust.toml`, "watch", db, "--bucket", b.bucket],
+    ["--config", `${dir}/walrust.toml`, "watch", db, "--bucket", b.bucket, "--no-metrics"],
     { env: b.env },
   );
   const moments: { at: number; step: number }[] = [];

@@ -109,8 +109,16 @@ Deno.test("checkpointDue: TRUNCATE past the threshold, PASSIVE past the page cou
 
 Deno.test("reconcile: a listing taken while the last upload was in flight misses it; still continues", () => {
   // The upload of TXID 6 finished after the listing began: not listed, no longer queued.
-  const d = reconcile([snap(3), ...range(1, 5)], { txid: 6, queue: [], lastUploaded: l0(6) });
+  const d = reconcile([snap(3), ...range(1, 5)], {
+    txid: 6,
+    queue: [],
+    lastUploaded: l0(6),
+    uploadedWhileListing: l0(6),
+  });
   assert.deepEqual(d, { kind: "continue", replicaTXID: 6 });
+  // The same file uploaded before the listing (to another replica, say) is not taken on trust.
+  const other = reconcile([snap(3), ...range(1, 5)], { txid: 6, queue: [], lastUploaded: l0(6) });
+  assert.equal(other.kind, "snapshot");
 });
 
 Deno.test("reconcile: an emptied replica is not trusted to hold the last upload", () => {
