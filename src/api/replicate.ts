@@ -1,17 +1,8 @@
 /** `replicate()`: continuous replication of databases in this process, with a handle to stop it. */
 import { basename, resolve } from "node:path";
 import { Store } from "../engine/store.ts";
-import type {
-  ActivityEvent,
-  Replicator,
-  ReplicatorEvent,
-  ReplicatorStats,
-} from "../engine/db.ts";
-import {
-  type BreakerState,
-  ResilientStorage,
-  type StorageStats,
-} from "../storage/resilient.ts";
+import type { ActivityEvent, Replicator, ReplicatorEvent, ReplicatorStats } from "../engine/db.ts";
+import { type BreakerState, ResilientStorage, type StorageStats } from "../storage/resilient.ts";
 import {
   type MaintenanceSettings,
   resolveCache,

@@ -668,6 +668,7 @@ export class Replicator {
     if (commit === 0) return false; // empty database: nothing to replicate yet
     const txid = this.#pos.txid + 1;
     const withSnapshot = txid > 1 || this.#o.sync.onStartup;
+    const started = performance.now();
     const { files, sum } = await writeFullCopies(
       this.state,
       this.#pages,
@@ -676,7 +677,14 @@ export class Replicator {
       this.#o.sync.format,
     );
     for (const f of files) this.#uploads.push(f);
-    this.#o.log.info("snapshot", { db: this.#o.dbPath, txid, pages: commit, reason });
+    this.#o.log.info("snapshot", {
+      db: this.#o.dbPath,
+      txid,
+      pages: commit,
+      bytes: files.at(-1)?.size,
+      seconds: round3((performance.now() - started) / 1000),
+      reason,
+    });
     this.#o.onActivity?.({ type: "snapshot", database: this.name, txid, reason });
     const pos = this.#pos;
     pos.txid = txid;
@@ -706,6 +714,7 @@ export class Replicator {
     const pos = this.#pos;
     if (pos.txid === 0) return { txid: 0, uploaded: Promise.resolve() };
     const wal = this.#files.wal;
+    const started = performance.now();
     const { files: [file], sum } = await writeFullCopies(
       this.state,
       this.#pages,
@@ -738,7 +747,14 @@ export class Replicator {
     this.#meta.snapshotTXID = pos.txid;
     this.#meta.snapshotAt = Date.now();
     await this.state.writeMeta(this.#meta);
-    this.#o.log.info("snapshot", { db: this.#o.dbPath, txid: pos.txid, pages: pos.commit, reason });
+    this.#o.log.info("snapshot", {
+      db: this.#o.dbPath,
+      txid: pos.txid,
+      pages: pos.commit,
+      bytes: file.size,
+      seconds: round3((performance.now() - started) / 1000),
+      reason,
+    });
     this.#o.onActivity?.({ type: "snapshot", database: this.name, txid: pos.txid, reason });
     const uploaded = this.#uploads.whenUploaded(file.path);
     this.#uploads.kick();
@@ -840,7 +856,12 @@ export class Replicator {
     this.#o.onActivity?.({ type: "checkpoint", database: this.name, mode, seconds });
     this.#lastCheckpointAt = Date.now();
     this.#syncedSinceCheckpoint = false;
-    this.#o.log.debug("checkpoint", { db: this.#o.dbPath, mode, ...w.result });
+    this.#o.log.info("checkpoint", {
+      db: this.#o.dbPath,
+      mode,
+      seconds: round3(seconds),
+      ...w.result,
+    });
   }
 
   /** Start uploading queued files in the background (no-op while running or backing off). */
@@ -1012,6 +1033,22 @@ export class Replicator {
     return await this.#uploads.drain(deadline);
   }
 
+  /** The final summary line of this database (shutdown). */
+  logSummary(): void {
+    const s = this.stats;
+    this.#o.log.info("stopped", {
+      db: this.#o.dbPath,
+      syncs: s.syncs,
+      txid: this.#pos.txid,
+      replica_txid: this.#meta.remoteTXID,
+      pending: this.#uploads.length,
+      snapshots: s.snapshotsWritten,
+      checkpoints: s.checkpoints,
+      compactions: s.compactions,
+      errors: s.syncErrors + s.uploadErrors,
+    });
+  }
+
   /** Stop work: wait for the current operation. The SQLite connections stay open on purpose. */
   async stop(): Promise<void> {
     this.#closed = true;
@@ -1029,6 +1066,10 @@ export class Replicator {
     this.#f?.release();
     this.#f = undefined;
   }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }
 
 function messageOf(e: unknown): string {

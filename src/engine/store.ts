@@ -164,7 +164,10 @@ export class Store {
     await Promise.all(this.replicators.map((r) => r.stop().catch(() => {})));
     const deadline = Date.now() + drainMs;
     const results = await Promise.all(this.replicators.map((r) => r.drainUploads(deadline)));
-    for (const r of this.replicators) r.release();
+    for (const r of this.replicators) {
+      r.logSummary();
+      r.release();
+    }
     return results.every(Boolean);
   }
 }

@@ -230,6 +230,7 @@ export class UploadQueue {
         await removeIfExists(f.path);
       }
       this.#settle(f.path);
+      log.debug("uploaded", { db: this.#o.dbPath, key, bytes: f.size, queued: this.#files.length });
       this.#o.onUploaded?.(f);
     }
   }
