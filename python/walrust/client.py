@@ -14,6 +14,7 @@ from .watch import WatchHandle
 PathLike = Union[str, "os.PathLike[str]"]
 _LIST_TXIDS = ("txid",)
 _FILE_TXIDS = ("min_txid", "max_txid")
+_WINDOW_TXIDS = ("oldest_txid", "newest_txid")
 
 
 class Walrust:
@@ -44,7 +45,7 @@ class Walrust:
         """Take a level-9 snapshot of the database at `path` now (through its running watcher
         if there is one). Returns ``{"db_path", "txid", "via_watcher"}``."""
         args = ["snapshot", os.fspath(path), *self._replica_args(), "--json"]
-        return _runner.parse_json(self._run(args))
+        return _hex_to_int(_runner.parse_json(self._run(args)), _LIST_TXIDS)
 
     def list(self) -> List[Dict[str, Any]]:
         """Every database in the replica: ``{"name", "txid", "snapshots", "l0".."l3", "oldest",
@@ -71,7 +72,7 @@ class Walrust:
             args += ["--point-in-time", format_time(at)]
         if force:
             args.append("--force")
-        return _runner.parse_json(self._run(args + ["--json"]))
+        return _hex_to_int(_runner.parse_json(self._run(args + ["--json"])), _LIST_TXIDS)
 
     def verify(self, name: str, txid: Optional[int] = None, at: Union[str, _dt.datetime, None] = None,
                all_files: bool = False) -> Dict[str, Any]:
@@ -86,7 +87,10 @@ class Walrust:
             args += ["--point-in-time", format_time(at)]
         if all_files:
             args.append("--all")
-        return _runner.parse_json(self._run(args))
+        out = _hex_to_int(_runner.parse_json(self._run(args)), _LIST_TXIDS)
+        if isinstance(out.get("window"), dict):
+            out["window"] = _hex_to_int(out["window"], _WINDOW_TXIDS)
+        return out
 
     def watch(self, paths: Union[PathLike, Sequence[PathLike], None] = None,
               start_timeout: float = 60, **options: Any) -> WatchHandle:

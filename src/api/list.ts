@@ -2,6 +2,7 @@
 import { splitLtxKey } from "../storage/layout.ts";
 import type { Replica } from "../storage/open.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
+import { NotFoundError, StorageError } from "../errors.ts";
 
 /** One LTX file of a database. */
 export interface FileSummary {
@@ -43,7 +44,53 @@ export interface DatabaseSummary {
   bytes: number;
 }
 
+/**
+ * A missing bucket is an error, not an empty replica: a typo in the URL must not read as "no
+ * databases". File replicas: the root directory must exist. S3: a 404 on LIST that is not a
+ * missing key means the bucket does not exist (NoSuchBucket).
+ */
 async function scan(replica: Replica, only?: string): Promise<Map<string, FileSummary[]>> {
+  if (replica.fileRoot !== undefined) await requireDirectory(replica);
+  try {
+    return await scanObjects(replica, only);
+  } catch (e) {
+    if (e instanceof StorageError && !(e instanceof NotFoundError) && e.status === 404) {
+      throw new StorageError(
+        `${e.message} (fix: check the bucket name and --endpoint, or create the bucket)`,
+        { status: e.status, cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+async function requireDirectory(replica: Replica): Promise<void> {
+  const root = replica.fileRoot!;
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(root);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new StorageError(
+        `replica ${replica.url}: directory ${root} does not exist (fix: check --bucket; ` +
+          `'walrust watch' creates it with the first upload)`,
+        { cause: e },
+      );
+    }
+    const why = e instanceof Error ? e.message : String(e);
+    throw new StorageError(`replica ${replica.url}: cannot read ${root}: ${why}`, { cause: e });
+  }
+  if (!st.isDirectory) {
+    throw new StorageError(
+      `replica ${replica.url}: ${root} is not a directory (fix: check --bucket)`,
+    );
+  }
+}
+
+async function scanObjects(
+  replica: Replica,
+  only?: string,
+): Promise<Map<string, FileSummary[]>> {
   const base = replica.basePrefix.replace(/\/+$/, "");
   const prefix = only !== undefined
     ? (base ? `${base}/${only}/` : `${only}/`)
@@ -72,6 +119,8 @@ async function scan(replica: Replica, only?: string): Promise<Map<string, FileSu
 
 /**
  * The databases in a replica with their newest TXID, file counts and restorable window.
+ * A bucket that does not exist (file replica directory missing, S3 NoSuchBucket) is a
+ * StorageError (exit 4), not an empty list.
  *
  * ```ts
  * import { list } from "./mod.ts";
@@ -107,7 +156,10 @@ export async function list(o: ReplicaOptions): Promise<DatabaseSummary[]> {
   });
 }
 
-/** One database's LTX files, by level then TXID (empty when the replica holds none). */
+/**
+ * One database's LTX files, by level then TXID (empty when the replica holds none). A bucket
+ * that does not exist is a StorageError, as for {@link list}.
+ */
 export async function listFiles(o: ReplicaOptions & { name: string }): Promise<FileSummary[]> {
   const files = (await scan(await replicaOf(o), o.name)).get(o.name) ?? [];
   return files.sort((a, b) => a.level - b.level || a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);

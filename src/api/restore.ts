@@ -28,6 +28,8 @@ export interface RestoreOptions extends ReplicaOptions, TargetOptions {
   checkRecordedChecksum?: boolean;
   /** Told about each corrupt file planned around. */
   onFallback?: (info: FallbackInfo) => void;
+  /** Called as LTX bytes are consumed: (bytes read so far, total bytes of the plan). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** What a restore produced. */
@@ -85,6 +87,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreSummary> {
       checkRecordedChecksum: o.checkRecordedChecksum,
       replicaRoot: replica.fileRoot,
       onFallback: o.onFallback,
+      onProgress: o.onProgress,
     },
   );
   return {

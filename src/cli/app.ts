@@ -1,22 +1,24 @@
 /** The CLI dispatcher: global flags, command lookup, help, and error-to-exit-code mapping. */
-import { ConfigError, exitCodeOf, WalrustError } from "../errors.ts";
+import { ConfigError, exitCodeOf } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { log } from "../observe/log.ts";
-import type { CliContext, Command } from "./context.ts";
+import { isLogLevel, levelFromEnv, log, LOG_LEVELS, resolveLevel } from "../observe/log.ts";
+import { type CliContext, type Command, configOf, errorLine } from "./context.ts";
 import { COMMANDS } from "./commands.ts";
 
 const GLOBAL_HELP =
   `walrust ${VERSION} — continuous SQLite replication to object storage (Litestream v0.5 compatible)
 
-Usage: walrust [--config FILE] [--verbose] [--log-format text|json] <command> [args]
+Usage: walrust [global options] <command> [args] [global options]
 
 Commands:
 ${"{commands}"}
 
-Global options:
+Global options (before or after the command):
   -c, --config FILE      configuration file (default: ./walrust.toml if present)
   -v, --verbose          print stack traces on errors, debug logging
-      --log-format F     text (default) or json
+      --log-format F     text (default) or json: one JSON object per stderr line
+      --log-level L      error, warn, info (default), debug or trace
+                         (else [log] level, else WALRUST_LOG or RUST_LOG=walrust=L)
   -V, --version          print the version
   -h, --help             print this help
 
@@ -43,33 +45,22 @@ export async function run(
   },
 ): Promise<number> {
   const ctx: CliContext = { out: io.out, err: io.err, verbose: false };
+  let json = false;
   try {
     let i = 0;
-    // Global flags come before the command name.
     for (; i < argv.length; i++) {
       const a = argv[i];
-      if (a === "-v" || a === "--verbose") ctx.verbose = true;
-      else if (a === "-V" || a === "--version" || a === "version") {
+      if (a === "-V" || a === "--version" || a === "version") {
         io.out(`walrust ${VERSION}`);
         return 0;
       } else if (a === "-h" || a === "--help") {
         io.out(globalHelp());
         return 0;
-      } else if (a === "-c" || a === "--config") {
-        const v = argv[++i];
-        if (v === undefined) throw new ConfigError("--config needs a file path");
-        ctx.configPath = v;
-      } else if (a.startsWith("--config=")) ctx.configPath = a.slice("--config=".length);
-      else if (a === "--log-format" || a.startsWith("--log-format=")) {
-        const v = a.includes("=") ? a.split("=")[1] : argv[++i];
-        if (v !== "text" && v !== "json") {
-          throw new ConfigError(`--log-format expects text or json, got "${v ?? ""}"`);
-        }
-        ctx.logFormat = v;
-      } else break;
+      }
+      const used = takeGlobal(argv, i, ctx);
+      if (used === 0) break;
+      i += used - 1;
     }
-    if (ctx.verbose) log.level = "debug";
-    if (ctx.logFormat) log.format = ctx.logFormat;
     const name = argv[i];
     const rest = argv.slice(i + 1);
     if (name === undefined) {
@@ -92,25 +83,129 @@ export async function run(
     }
     const cmd = findCommand(name);
     if (!cmd) throw new ConfigError(`unknown command "${name}" (see 'walrust --help')`);
+    // Known before anything can fail, so even a bad flag answers in JSON.
+    json = cmd.json === true && beforeTerminator(rest).includes("--json");
     if (rest.includes("-h") || rest.includes("--help")) {
       io.out(cmd.usage);
       return 0;
     }
-    return await cmd.run(rest, ctx);
+    const args = stripGlobals(rest, ctx);
+    applyLogSettings(ctx);
+    if (cmd.config) await applyConfigLog(ctx);
+    log.debug("walrust starting", { version: VERSION, command: name, config: ctx.configPath });
+    return await cmd.run(args, ctx);
   } catch (e) {
-    reportError(e, ctx);
-    return exitCodeOf(e);
+    if (ctx.logFormat) log.format = ctx.logFormat;
+    const code = exitCodeOf(e);
+    reportError(e, ctx, code);
+    if (json) {
+      ctx.out(JSON.stringify({ ...ctx.jsonFailure, error: errorMessage(e), exit_code: code }));
+    }
+    return code;
   }
 }
 
-/** Print an error as one line (plus the stack with --verbose). */
-export function reportError(e: unknown, ctx: CliContext): void {
-  if (e instanceof WalrustError) {
-    ctx.err(`error: ${e.message}`);
-  } else if (e instanceof Error) {
-    ctx.err(`error: ${e.message.split("\n")[0]}`);
-  } else {
-    ctx.err(`error: ${String(e)}`);
+/**
+ * If `argv[i]` is a global option, record it in `ctx` and return how many tokens it used (1 or
+ * 2); else 0. Command options never take a value starting with "-" (the parser calls that
+ * ambiguous), so a global flag cannot be mistaken for another option's value.
+ */
+function takeGlobal(argv: string[], i: number, ctx: CliContext): number {
+  const a = argv[i];
+  if (a === "-v" || a === "--verbose") {
+    ctx.verbose = true;
+    return 1;
   }
-  if (ctx.verbose && e instanceof Error && e.stack) ctx.err(e.stack);
+  const opt =
+    ["--config", "--log-format", "--log-level"].find((o) => a === o || a.startsWith(`${o}=`)) ??
+      (a === "-c" ? "--config" : undefined);
+  if (opt === undefined) return 0;
+  const inline = a.includes("=") ? a.slice(a.indexOf("=") + 1) : undefined;
+  const v = inline ?? argv[i + 1];
+  const used = inline === undefined ? 2 : 1;
+  if (opt === "--config") {
+    if (v === undefined || v === "") throw new ConfigError("--config needs a file path");
+    ctx.configPath = v;
+  } else if (opt === "--log-format") {
+    if (v !== "text" && v !== "json") {
+      throw new ConfigError(`--log-format expects text or json, got "${v ?? ""}"`);
+    }
+    ctx.logFormat = v;
+  } else {
+    const level = v?.toLowerCase();
+    if (level === undefined || !isLogLevel(level)) {
+      throw new ConfigError(`--log-level expects ${LOG_LEVELS.join(", ")}, got "${v ?? ""}"`);
+    }
+    ctx.logLevel = level;
+  }
+  return used;
+}
+
+/** The command's own arguments, with global options given after the command name taken out. */
+function stripGlobals(args: string[], ctx: CliContext): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const used = takeGlobal(args, i, ctx);
+    if (used === 0) out.push(args[i]);
+    else i += used - 1;
+  }
+  return out;
+}
+
+function beforeTerminator(args: string[]): string[] {
+  const end = args.indexOf("--");
+  return end < 0 ? args : args.slice(0, end);
+}
+
+/**
+ * Set the process logger from the flags and, when given, the config file's [log] section.
+ * Precedence: --log-level, --verbose, [log] level, WALRUST_LOG, RUST_LOG, info; --log-format,
+ * [log] format, text.
+ */
+function applyLogSettings(
+  ctx: CliContext,
+  config: { level?: typeof log.level; format?: typeof log.format } = {},
+): void {
+  log.level = resolveLevel({
+    flag: ctx.logLevel,
+    verbose: ctx.verbose,
+    config: config.level,
+    env: levelFromEnv(),
+  });
+  log.format = ctx.logFormat ?? config.format ?? "text";
+}
+
+/**
+ * Apply [log] from the config file before the command starts, so its every line has the
+ * configured format. A config that does not load is left for the command to report where it
+ * reads it (after its own flags are checked).
+ */
+async function applyConfigLog(ctx: CliContext): Promise<void> {
+  try {
+    applyLogSettings(ctx, (await configOf(ctx)).log);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+  }
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message.split("\n")[0] : String(e);
+}
+
+/**
+ * Print the final error as one line on stderr: `error: ...` in text, one JSON object with
+ * `exit_code` in JSON. --verbose adds the stack (after the line, or as a `stack` field).
+ */
+export function reportError(e: unknown, ctx: CliContext, code = exitCodeOf(e)): void {
+  const stack = ctx.verbose && e instanceof Error && e.stack ? e.stack : undefined;
+  if (log.format === "json") {
+    errorLine(ctx, errorMessage(e), { exit_code: code, stack });
+    return;
+  }
+  errorLine(ctx, errorMessage(e));
+  if (stack) ctx.err(stack);
 }

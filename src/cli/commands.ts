@@ -1,14 +1,26 @@
 /** The command table. Implementations are imported lazily so `--help` stays fast and light. */
 import type { CliContext, Command } from "./context.ts";
 
+/** Appended to every command's usage: the options any command takes. */
+const GLOBAL_NOTE = `
+
+Global options (before or after the command): -c/--config FILE, -v/--verbose,
+--log-format text|json, --log-level error|warn|info|debug|trace.`;
+
+/** Appended to the usage of commands with --json. */
+const JSON_NOTE = `
+With --json a failure prints {"error": "...", "exit_code": N} on stdout; TXIDs in JSON are
+16 lower-case hex digits, as in LTX file names.`;
+
 const BUCKET_HELP =
   `  -b, --bucket URL        replica location: file:///abs/path, a plain path, or s3://bucket/prefix
       --endpoint URL      S3-compatible endpoint (env AWS_ENDPOINT_URL_S3)
       --region NAME       S3 region (env AWS_REGION)`;
 
-export const COMMANDS: Command[] = [
+const TABLE: Command[] = [
   {
     name: "watch",
+    config: true,
     summary: "replicate databases continuously (the main job)",
     usage: `Usage: walrust watch [DB...] [--bucket URL] [options]
 
@@ -29,6 +41,8 @@ ${BUCKET_HELP}
   },
   {
     name: "restore",
+    json: true,
+    config: true,
     summary: "rebuild a database from the replica (latest, a TXID, or a moment)",
     usage:
       `Usage: walrust restore NAME -o OUT [--bucket URL] [--txid N | --point-in-time T] [--force]
@@ -45,23 +59,45 @@ ${BUCKET_HELP}
                           restore even when the result disagrees with the database checksum
                           walrust recorded with the last file (the LTX files still verify)
       --dry-run           print the plan and exit
-      --json              print a JSON summary`,
+  -q, --quiet             no progress line (shown only when stderr is a terminal)
+      --json              print one JSON object: db_path, name, txid, files, bytes,
+                          restore_seconds, integrity_check (with --dry-run: txid, files)`,
     run: async (a: string[], c: CliContext) => (await import("./restore.ts")).runRestore(a, c),
   },
   {
+    name: "explain",
+    json: true,
+    config: true,
+    summary: "show each database's resolved settings, its schedule, and a monthly estimate",
+    usage: `Usage: walrust explain [DB...] [--bucket URL] [--json]
+
+The configuration each database gets after globs, defaults and overrides; what happens when
+(sync, checkpoint, snapshot, compaction, retention, validation); and a monthly storage and
+request estimate from the database's size and the write rate its replica shows over the last
+hour (with --bucket or [s3] bucket; without one the write rate is unknown).
+${BUCKET_HELP}
+      --json              machine-readable output`,
+    run: async (a: string[], c: CliContext) => (await import("./explain.ts")).runExplain(a, c),
+  },
+  {
     name: "list",
+    json: true,
+    config: true,
     summary: "list databases in a replica, or one database's files",
     usage: `Usage: walrust list [NAME] [--bucket URL] [--json]
 
 Without NAME: every database under the bucket with its latest TXID, snapshot count,
 L0..L3 file counts, oldest and newest restorable time and total bytes.
-With NAME: that database's files per level.
+With NAME: that database's files per level (exit 6 when NAME has no backup there).
+A bucket that does not exist is an error (exit 4), not an empty list.
 ${BUCKET_HELP}
       --json              machine-readable output`,
     run: async (a: string[], c: CliContext) => (await import("./list.ts")).runList(a, c),
   },
   {
     name: "snapshot",
+    json: true,
+    config: true,
     summary: "take a level-9 snapshot of a database now",
     usage: `Usage: walrust snapshot DB [--bucket URL] [--json]
 
@@ -76,6 +112,8 @@ ${BUCKET_HELP}
   },
   {
     name: "prune",
+    json: true,
+    config: true,
     summary: "apply [retention] to a database's replica (a dry run unless --force)",
     usage: `Usage: walrust prune NAME [--bucket URL] [--force] [--json]
 
@@ -90,6 +128,8 @@ ${BUCKET_HELP}
   },
   {
     name: "verify",
+    json: true,
+    config: true,
     summary: "prove a replica restores: decode its files, restore to a temp folder, check",
     usage:
       `Usage: walrust verify NAME [--bucket URL] [--txid N | --point-in-time T] [--all] [--json]
@@ -114,8 +154,9 @@ ${BUCKET_HELP}
   },
   {
     name: "ltx",
+    json: true,
     summary: "inspect LTX files: verify, dump, list, apply",
-    usage: `Usage: walrust ltx verify FILE...
+    usage: `Usage: walrust ltx verify FILE... [--json]
        walrust ltx dump FILE [--json]
        walrust ltx list FILE... [--json]
        walrust ltx apply --db OUT FILE... [--force]`,
@@ -123,3 +164,9 @@ ${BUCKET_HELP}
       (await import("./ltx.ts")).runLtxCommand(a, { out: c.out, err: c.err, verbose: c.verbose }),
   },
 ];
+
+/** Every command, its usage ending with the global options (and the --json contract). */
+export const COMMANDS: Command[] = TABLE.map((c) => ({
+  ...c,
+  usage: c.usage + GLOBAL_NOTE + (c.json ? JSON_NOTE : ""),
+}));

@@ -1,8 +1,8 @@
 /** `walrust list`: databases in a replica, or one database's files per level. */
-import type { CliContext } from "./context.ts";
+import { type CliContext, configOf } from "./context.ts";
 import { parseFlags } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, RestoreError } from "../errors.ts";
 import { list, listFiles } from "../api.ts";
 import { formatTXID } from "../ltx/names.ts";
 
@@ -12,10 +12,16 @@ const OPTIONS = { ...REPLICA_OPTIONS, json: { type: "boolean" } } as const;
 export async function runList(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseFlags("list", args, OPTIONS);
   if (positionals.length > 1) throw new ConfigError("list: expected at most one database NAME");
-  const replica = await replicaFromFlags("list", flags, ctx);
+  const replica = await replicaFromFlags("list", flags, ctx, await configOf(ctx));
   const want = positionals[0];
   if (want !== undefined) {
     const rows = await listFiles({ bucket: replica, name: want });
+    // The same answer as restore gives for a name with no backup, in text and JSON alike.
+    if (rows.length === 0) {
+      throw new RestoreError(
+        `no backup of ${want} at ${replica.url} ('walrust list' without NAME shows the databases there)`,
+      );
+    }
     if (flags.json) {
       ctx.out(JSON.stringify(
         rows.map((r) => ({
@@ -31,7 +37,6 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
       ));
       return 0;
     }
-    if (rows.length === 0) throw new ConfigError(`list: no files for database "${want}"`);
     printTable([
       ["level", "min_txid", "max_txid", "size", "created"],
       ...rows.map((r) => [

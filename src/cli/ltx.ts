@@ -12,6 +12,8 @@ import {
 import { HEADER_FLAG_NO_CHECKSUM, type LtxHeader } from "../ltx/header.ts";
 import { formatHex64 } from "../ltx/names.ts";
 import { type Flags, parseFlags } from "./args.ts";
+import { errorLine } from "./context.ts";
+import { log } from "../observe/log.ts";
 
 /** Output channels and options the dispatcher passes in. */
 export interface LtxIo {
@@ -20,13 +22,15 @@ export interface LtxIo {
   verbose: boolean;
 }
 
-const USAGE = `Usage: walrust ltx verify FILE...
+const USAGE = `Usage: walrust ltx verify FILE... [--json]
        walrust ltx dump FILE [--json]
        walrust ltx list FILE... [--json]
        walrust ltx apply --db OUT FILE... [--force]
 
   verify   decode and check every file completely; prints "ok" when all are valid,
-           otherwise one "FILE: problem" line per bad file (exit 5)
+           otherwise one "FILE: problem" line per bad file (exit 5); --json prints an
+           array, one object per file: {file, ok, minTXID, maxTXID, pages, encoding, size}
+           or {file, ok: false, error, exit_code}
   dump     print the header, every page frame, the page index and the trailer
   list     one row per file: TXID range, commit, page size, pages, time, size
   apply    apply FILE... in order (a snapshot first) to a new database OUT;
@@ -79,8 +83,9 @@ function problem(path: string, e: unknown): string {
 }
 
 async function verifyCmd(args: string[], io: LtxIo): Promise<number> {
-  const { positionals: files } = parse("verify", args, {});
+  const { flags, positionals: files } = parse("verify", args, { json: { type: "boolean" } });
   needFiles("verify", files);
+  if (flags.json === true) return await verifyJson(files, io);
   let code = 0;
   for (const path of files) {
     try {
@@ -97,6 +102,32 @@ async function verifyCmd(args: string[], io: LtxIo): Promise<number> {
     }
   }
   if (code === 0) io.out("ok");
+  return code;
+}
+
+/** `ltx verify --json`: one array, an object per file; the exit code is the worst file's. */
+async function verifyJson(files: string[], io: LtxIo): Promise<number> {
+  const rows: Record<string, unknown>[] = [];
+  let code = 0;
+  for (const path of files) {
+    try {
+      const s = await verifyLtx(readLtxFile(path), { name: path });
+      rows.push({
+        file: path,
+        ok: true,
+        minTXID: formatHex64(s.header.minTXID),
+        maxTXID: formatHex64(s.header.maxTXID),
+        pages: s.pages.length,
+        encoding: s.encoding,
+        size: s.size,
+      });
+    } catch (e) {
+      const exit = exitCodeOf(e);
+      rows.push({ file: path, ok: false, error: problem(path, e), exit_code: exit });
+      code = Math.max(code, exit);
+    }
+  }
+  io.out(JSON.stringify(rows));
   return code;
 }
 
@@ -252,7 +283,9 @@ async function listCmd(args: string[], io: LtxIo): Promise<number> {
     try {
       rows.push(listRow(path, await verifyLtx(readLtxFile(path), { name: path })));
     } catch (e) {
-      io.err(problem(path, e));
+      // Text keeps the "FILE: problem" line; JSON logs get a parseable line.
+      if (log.format === "json") errorLine(io, problem(path, e), { exit_code: exitCodeOf(e) });
+      else io.err(problem(path, e));
       code = Math.max(code, exitCodeOf(e));
     }
   }

@@ -1,9 +1,8 @@
 /** `walrust prune NAME`: apply [retention] to a database's replica; a dry run unless --force. */
-import type { CliContext } from "./context.ts";
+import { type CliContext, configOf } from "./context.ts";
 import { parseFlags } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
 import { ConfigError } from "../errors.ts";
-import { loadConfig } from "../config/load.ts";
 import { formatTXID } from "../ltx/names.ts";
 import { prune } from "../api.ts";
 
@@ -20,7 +19,7 @@ export async function runPrune(args: string[], ctx: CliContext): Promise<number>
     throw new ConfigError("prune: expected one database NAME (its prefix in the replica)");
   }
   const name = positionals[0];
-  const config = await loadConfig(ctx.configPath);
+  const config = await configOf(ctx);
   const replica = await replicaFromFlags("prune", flags, ctx, config);
   const entry = config.databases.find((d) => (d.prefix ?? "") === name);
   const r = await prune({

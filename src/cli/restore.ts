@@ -1,9 +1,11 @@
 /** `walrust restore`: rebuild a database from the replica. */
-import type { CliContext } from "./context.ts";
+import { type CliContext, configOf, note } from "./context.ts";
 import { parseFlags, str } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags, webhookSender } from "./replica_flags.ts";
+import { Progress } from "./progress.ts";
 import { ConfigError, IntegrityError } from "../errors.ts";
-import { loadConfig } from "../config/load.ts";
+import type { FileConfig } from "../config/schema.ts";
+import { formatTXID } from "../ltx/names.ts";
 import { parseTxid } from "../restore/time.ts";
 import type { FallbackInfo } from "../restore/run.ts";
 import { restore, restorePlan, targetOf, type TargetOptions } from "../api.ts";
@@ -19,6 +21,7 @@ const OPTIONS = {
   "no-checksum-record": { type: "boolean" },
   "dry-run": { type: "boolean" },
   json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** Run `walrust restore NAME -o OUT`. */
@@ -40,7 +43,7 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
     at: str(flags, "point-in-time") ?? str(flags, "timestamp"),
   };
   targetOf(target); // a bad target is a usage error before anything is read
-  const config = await loadConfig(ctx.configPath);
+  const config = await configOf(ctx);
   const hooks = webhookSender(config);
   try {
     const code = await restoreWith(name, out, target, flags, ctx, config, hooks);
@@ -61,34 +64,54 @@ async function restoreWith(
   target: TargetOptions,
   flags: Parameters<typeof str>[0],
   ctx: CliContext,
-  config: Awaited<ReturnType<typeof loadConfig>>,
+  config: FileConfig,
   hooks: ReturnType<typeof webhookSender>,
 ): Promise<number> {
   const replica = await replicaFromFlags("restore", flags, ctx, config, hooks);
   if (flags["dry-run"]) {
     const plan = await restorePlan({ bucket: replica, name, ...target });
-    if (flags.json) ctx.out(JSON.stringify({ txid: plan.txid, files: plan.files }, null, 2));
-    else {
+    if (flags.json) {
+      ctx.out(JSON.stringify({
+        name,
+        txid: formatTXID(plan.txid),
+        files: plan.files.map((f) => ({
+          level: f.level,
+          min_txid: formatTXID(f.minTXID),
+          max_txid: formatTXID(f.maxTXID),
+          size: f.size,
+          key: f.key,
+        })),
+      }));
+    } else {
       ctx.out(`restore plan for ${name}: TXID ${plan.txid}, ${plan.files.length} file(s)`);
       for (const f of plan.files) ctx.out(`  L${f.level} ${f.key} (${f.size} bytes)`);
     }
     return 0;
   }
-  const result = await restore({
-    bucket: replica,
-    name,
-    output: resolve(out!),
-    ...target,
-    force: Boolean(flags.force),
-    checkRecordedChecksum: !flags["no-checksum-record"],
-    onFallback: (f) => {
-      ctx.err(`note: ${f.key} is corrupt (${f.reason}); restoring without it from ${describe(f)}`);
-      hooks.send("corruption_detected", { database: name, error: `${f.key}: ${f.reason}` });
-    },
-  });
+  const progress = Progress.start(`restore ${name}`, { quiet: Boolean(flags.quiet) });
+  let result;
+  try {
+    result = await restore({
+      bucket: replica,
+      name,
+      output: resolve(out!),
+      ...target,
+      force: Boolean(flags.force),
+      checkRecordedChecksum: !flags["no-checksum-record"],
+      onFallback: (f) => {
+        progress?.done();
+        note(ctx, `${f.key} is corrupt (${f.reason}); restoring without it from ${describe(f)}`);
+        hooks.send("corruption_detected", { database: name, error: `${f.key}: ${f.reason}` });
+      },
+      onProgress: progress && ((done, total) => progress.update(done, total)),
+    });
+  } finally {
+    progress?.done();
+  }
   if (result.clampedToLatest) {
-    ctx.err(
-      `note: the requested time is after the newest backup; restored the latest state (TXID ${result.txid})`,
+    note(
+      ctx,
+      `the requested time is after the newest backup; restored the latest state (TXID ${result.txid})`,
     );
   }
   const ms = result.durationMs;
@@ -97,11 +120,13 @@ async function restoreWith(
       db_path: result.outPath,
       replica: result.replica,
       name,
-      txid: result.txid,
+      txid: formatTXID(result.txid),
       files: result.files,
       bytes: result.bytes,
+      restore_seconds: ms / 1000,
       duration_ms: ms,
       integrity_check: "ok",
+      clamped_to_latest: result.clampedToLatest,
     }));
   } else {
     ctx.out(

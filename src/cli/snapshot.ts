@@ -1,12 +1,12 @@
 /** `walrust snapshot DB`: a level-9 snapshot now, through a running watcher or directly. */
-import type { CliContext } from "./context.ts";
+import { type CliContext, configOf } from "./context.ts";
 import { num, parseFlags, str } from "./args.ts";
 import { REPLICA_OPTIONS } from "./replica_flags.ts";
 import { ConfigError } from "../errors.ts";
-import { loadConfig } from "../config/load.ts";
 import { resolveRetry } from "../config/schema.ts";
 import { snapshot } from "../api.ts";
 import { log } from "../observe/log.ts";
+import { formatTXID } from "../ltx/names.ts";
 import { resolve } from "node:path";
 
 const OPTIONS = {
@@ -22,7 +22,7 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
   if (positionals.length !== 1) throw new ConfigError("snapshot: expected one database path");
   const dbPath = resolve(positionals[0]);
   const timeoutMs = (num("snapshot", flags, "timeout", { min: 1 }) ?? 120) * 1000;
-  const config = await loadConfig(ctx.configPath);
+  const config = await configOf(ctx);
   const r = await snapshot({
     path: dbPath,
     name: str(flags, "prefix"),
@@ -36,7 +36,9 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
     log,
   });
   if (flags.json) {
-    ctx.out(JSON.stringify({ db_path: dbPath, txid: r.txid, via_watcher: r.viaWatcher }));
+    ctx.out(
+      JSON.stringify({ db_path: dbPath, txid: formatTXID(r.txid), via_watcher: r.viaWatcher }),
+    );
   } else {
     const by = r.viaWatcher ? " by the running watcher" : "";
     ctx.out(`snapshot of ${dbPath} at TXID ${r.txid} uploaded${by}`);

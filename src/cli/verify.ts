@@ -1,8 +1,8 @@
 /** `walrust verify`: prove a replica restores (the CI backup check). */
-import type { CliContext } from "./context.ts";
+import { type CliContext, configOf, errorLine, note } from "./context.ts";
 import { parseFlags, str } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
-import { ConfigError, exitCodeOf } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { parseTxid } from "../restore/time.ts";
 import { formatTXID } from "../ltx/names.ts";
 import {
@@ -25,6 +25,8 @@ const OPTIONS = {
 
 /** Run `walrust verify NAME`; exits 0 restorable, 5 integrity problem, 6 nothing restorable. */
 export async function runVerify(args: string[], ctx: CliContext): Promise<number> {
+  // A failure's JSON keeps the report's shape (ok, name, errors) next to error and exit_code.
+  ctx.jsonFailure = { ok: false, name: null, errors: [] };
   const { flags, positionals } = parseFlags("verify", args, OPTIONS);
   if (positionals.length !== 1) {
     throw new ConfigError(
@@ -32,6 +34,7 @@ export async function runVerify(args: string[], ctx: CliContext): Promise<number
     );
   }
   const name = positionals[0];
+  ctx.jsonFailure.name = name;
   const txid = str(flags, "txid");
   const target: TargetOptions = {
     txid: txid === undefined ? undefined : parseTxid(txid),
@@ -40,7 +43,7 @@ export async function runVerify(args: string[], ctx: CliContext): Promise<number
   targetOf(target); // a bad target is a usage error before anything is read
   let report: VerifyReport;
   try {
-    const replica = await replicaFromFlags("verify", flags, ctx);
+    const replica = await replicaFromFlags("verify", flags, ctx, await configOf(ctx));
     report = await verify({
       bucket: replica,
       name,
@@ -49,21 +52,14 @@ export async function runVerify(args: string[], ctx: CliContext): Promise<number
       tempDir: str(flags, "temp-dir"),
     });
   } catch (e) {
-    // A CI job parsing stdout still gets one object; the error line follows on stderr.
-    if (flags.json) {
-      const error = e instanceof Error ? e.message : String(e);
-      ctx.out(JSON.stringify({
-        ok: false,
-        name,
-        exit_code: exitCodeOf(e),
-        errors: [{ key: null, error }],
-      }));
-    }
+    // A CI job parsing stdout still gets one object (printed by the dispatcher).
+    const error = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    ctx.jsonFailure.errors = [{ key: null, error }];
     throw e;
   }
-  for (const e of report.errors) ctx.err(`error: ${e.key ? `${e.key}: ` : ""}${e.error}`);
+  for (const e of report.errors) errorLine(ctx, `${e.key ? `${e.key}: ` : ""}${e.error}`);
   if (flags.json) {
-    if (report.fallback) ctx.err(`note: ${report.fallback.note}`);
+    if (report.fallback) note(ctx, report.fallback.note);
     ctx.out(JSON.stringify(toJson(report)));
   } else printText(report, ctx);
   return report.exitCode;
@@ -71,13 +67,15 @@ export async function runVerify(args: string[], ctx: CliContext): Promise<number
 
 /** The report as the JSON object CI jobs parse (snake_case, times as RFC 3339, nulls for unknowns). */
 function toJson(r: VerifyReport) {
+  const hex = (t: number | undefined) => t === undefined ? null : formatTXID(t);
   return {
     ok: r.ok,
     exit_code: r.exitCode,
+    ...(r.ok ? {} : { error: failure(r) }),
     name: r.name,
     replica: r.replica,
     restored: r.restored,
-    txid: r.txid ?? null,
+    txid: hex(r.txid),
     timestamp: r.timestamp?.toISOString() ?? null,
     files_checked: r.filesChecked,
     bytes: r.bytes,
@@ -85,14 +83,23 @@ function toJson(r: VerifyReport) {
     restore_seconds: r.restoreMs / 1000,
     checksum_record: r.checksumRecord ?? null,
     window: {
-      oldest_txid: r.window.oldest?.txid ?? null,
+      oldest_txid: hex(r.window.oldest?.txid),
       oldest_time: r.window.oldest?.time?.toISOString() ?? null,
-      newest_txid: r.window.newest?.txid ?? null,
+      newest_txid: hex(r.window.newest?.txid),
       newest_time: r.window.newest?.time?.toISOString() ?? null,
     },
     fallback: r.fallback ? { restorable: r.fallback.restorable, note: r.fallback.note } : null,
     errors: r.errors.map((e) => ({ key: e.key ?? null, error: e.error })),
   };
+}
+
+/** The failure in one line, as the `error` field every failed --json output carries. */
+function failure(r: VerifyReport): string {
+  const first = r.errors[0];
+  const what = r.exitCode === 5 ? "integrity check failed" : "not restorable";
+  if (first === undefined) return what;
+  const more = r.errors.length > 1 ? ` (+${r.errors.length - 1} more)` : "";
+  return `${what}: ${first.key ? `${first.key}: ` : ""}${first.error}${more}`;
 }
 
 function printText(r: VerifyReport, ctx: CliContext): void {

@@ -102,8 +102,6 @@ async function watchUntilStopped(
   const flagSync = syncFlags(flags); // validate flags before touching anything
   const flagMetrics = metricsFlags(flags);
   const config = await loadConfig(ctx.configPath);
-  if (config.log?.format && !ctx.logFormat) log.format = config.log.format;
-  if (config.log?.level && !ctx.verbose) log.level = config.log.level;
   const bucket = str(flags, "bucket") ?? config.s3.bucket;
   if (!bucket) {
     throw new ConfigError(

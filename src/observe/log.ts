@@ -3,6 +3,14 @@
 export type LogLevel = "error" | "warn" | "info" | "debug" | "trace";
 const ORDER: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3, trace: 4 };
 
+/** The log levels, most to least severe. */
+export const LOG_LEVELS: readonly LogLevel[] = ["error", "warn", "info", "debug", "trace"];
+
+/** True when `s` names a log level. */
+export function isLogLevel(s: string): s is LogLevel {
+  return Object.hasOwn(ORDER, s);
+}
+
 /** Options for a Logger; each has a default. */
 export interface LogOptions {
   /** Most verbose level printed (default: WALRUST_LOG, then RUST_LOG, then "info"). */
@@ -41,11 +49,7 @@ export class Logger {
       this.#write(JSON.stringify({ ts, level, msg, ...fields }));
       return;
     }
-    const extra = Object.entries(fields)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v)}`)
-      .join(" ");
-    this.#write(`${ts} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? " " + extra : ""}`);
+    this.#write(`${ts} ${level.toUpperCase().padEnd(5)} ${msg}${textFields(fields)}`);
   }
 
   /** Log at level error. */
@@ -64,22 +68,90 @@ export class Logger {
   debug(msg: string, fields?: Record<string, unknown>): void {
     this.log("debug", msg, fields);
   }
+  /** Log at level trace. */
+  trace(msg: string, fields?: Record<string, unknown>): void {
+    this.log("trace", msg, fields);
+  }
 }
 
-/** Read the level from WALRUST_LOG, else RUST_LOG (accepts "walrust=debug" forms). */
-export function levelFromEnv(): LogLevel | undefined {
-  let raw: string | undefined;
-  try {
-    raw = Deno.env.get("WALRUST_LOG") ?? Deno.env.get("RUST_LOG");
-  } catch {
-    return undefined;
-  }
-  if (!raw) return undefined;
+/**
+ * A command's own stderr line, shown at every level: `error: msg` / `note: msg` in text (the
+ * one-line form scripts grep for), one log object (level error / warn) in JSON.
+ */
+export function formatReport(
+  format: "text" | "json",
+  kind: "error" | "note",
+  msg: string,
+  fields: Record<string, unknown> = {},
+): string {
+  if (format === "text") return `${kind}: ${msg}`;
+  const level: LogLevel = kind === "error" ? "error" : "warn";
+  return JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields });
+}
+
+function textFields(fields: Record<string, unknown>): string {
+  const extra = Object.entries(fields)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v)}`)
+    .join(" ");
+  return extra ? " " + extra : "";
+}
+
+/**
+ * The level an env_logger-style filter gives walrust: `debug`, `walrust=debug`,
+ * `info,walrust=debug` (the `walrust` directive wins over a bare default), `walrust` alone
+ * (trace). Directives for other targets (`hyper=trace`, `walrust::x=debug`) and unknown levels
+ * are ignored; `off` counts as error, since errors are always printed.
+ */
+export function parseLogFilter(raw: string): LogLevel | undefined {
+  let bare: LogLevel | undefined;
+  let ours: LogLevel | undefined;
   for (const part of raw.split(",")) {
-    const v = (part.includes("=") ? part.split("=")[1] : part).trim().toLowerCase();
-    if (v in ORDER) return v as LogLevel;
+    const d = part.split("/")[0].trim().toLowerCase(); // "/regex" filters do not change the level
+    if (d === "") continue;
+    const eq = d.indexOf("=");
+    const target = eq < 0 ? (isLevelWord(d) ? undefined : d) : d.slice(0, eq).trim();
+    const value = eq < 0 ? (target === undefined ? d : "trace") : d.slice(eq + 1).trim();
+    const level = value === "off" ? "error" : isLogLevel(value) ? value : undefined;
+    if (level === undefined) continue;
+    if (target === undefined) bare = level;
+    else if (target === "walrust") ours = level;
+  }
+  return ours ?? bare;
+}
+
+function isLevelWord(s: string): boolean {
+  return s === "off" || isLogLevel(s);
+}
+
+/** The level from WALRUST_LOG, else RUST_LOG (see {@link parseLogFilter}); undefined if neither. */
+export function levelFromEnv(
+  get: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): LogLevel | undefined {
+  for (const name of ["WALRUST_LOG", "RUST_LOG"]) {
+    let raw: string | undefined;
+    try {
+      raw = get(name);
+    } catch {
+      return undefined; // no env permission: defaults
+    }
+    const level = raw ? parseLogFilter(raw) : undefined;
+    if (level !== undefined) return level;
   }
   return undefined;
+}
+
+/**
+ * The effective level: an explicit flag, then `--verbose` (debug), then the config file, then
+ * WALRUST_LOG / RUST_LOG, then info.
+ */
+export function resolveLevel(o: {
+  flag?: LogLevel;
+  verbose?: boolean;
+  config?: LogLevel;
+  env?: LogLevel;
+}): LogLevel {
+  return o.flag ?? (o.verbose ? "debug" : undefined) ?? o.config ?? o.env ?? "info";
 }
 
 /** The process-wide logger (commands may reconfigure it). */

@@ -22,16 +22,16 @@ interface VerifyJson {
   exit_code: number;
   name: string;
   restored: boolean;
-  txid: number | null;
+  txid: string | null;
   timestamp: string | null;
   files_checked: number;
   bytes: number;
   restore_seconds: number;
   checksum_record: string | null;
   window: {
-    oldest_txid: number | null;
+    oldest_txid: string | null;
     oldest_time: string | null;
-    newest_txid: number | null;
+    newest_txid: string | null;
     newest_time: string | null;
   };
   fallback: { restorable: boolean; note: string } | null;
@@ -89,7 +89,7 @@ async function build(): Promise<Built> {
     }
     const snap = await walrust(["snapshot", db, "--bucket", bucket, "--json"]);
     assert.equal(snap.code, 0, snap.stderr);
-    requested = JSON.parse(snap.stdout).txid as number;
+    requested = parseInt(JSON.parse(snap.stdout).txid, 16);
     for (let i = 0; i < 2; i++) {
       await w.exec(`INSERT INTO t (v) VALUES (hex(randomblob(500)))`);
       await once(db, bucket);
@@ -170,7 +170,7 @@ withBuilt(
     assert.equal(json.ok, true);
     assert.equal(json.exit_code, 0);
     assert.equal(json.name, "app.db");
-    assert.equal(json.txid, b.latest);
+    assert.equal(json.txid, formatTXID(b.latest));
     assert.ok(json.timestamp && Date.parse(json.timestamp) > b.mark.getTime(), json.timestamp!);
     assert.deepEqual(json.errors, []);
     // "matched" exactly when walrust recorded the checksum with the chain's last file.
@@ -186,8 +186,8 @@ withBuilt(
     )
       .reduce((n, f) => n + Deno.statSync(f.path).size, 0);
     assert.equal(json.bytes, sizes);
-    assert.equal(json.window.oldest_txid, 1);
-    assert.equal(json.window.newest_txid, b.latest);
+    assert.equal(json.window.oldest_txid, formatTXID(1));
+    assert.equal(json.window.newest_txid, formatTXID(b.latest));
     assert.ok(Date.parse(json.window.oldest_time!) < Date.parse(json.window.newest_time!));
     assert.ok(json.restore_seconds >= 0 && json.restore_seconds < 60);
 
@@ -212,12 +212,12 @@ withBuilt(
     assert.ok(mid < b.snap2);
     const t = await verifyJson(b, "--txid", String(mid));
     assert.equal(t.code, 0, t.stderr);
-    assert.equal(t.json.txid, mid);
-    assert.equal(t.json.window.newest_txid, b.latest);
+    assert.equal(t.json.txid, formatTXID(mid));
+    assert.equal(t.json.window.newest_txid, formatTXID(b.latest));
 
     const p = await verifyJson(b, "--point-in-time", b.mark.toISOString());
     assert.equal(p.code, 0, p.stderr);
-    assert.equal(p.json.txid, b.markTxid);
+    assert.equal(p.json.txid, formatTXID(b.markTxid));
     assert.ok(Date.parse(p.json.timestamp!) < b.mark.getTime());
 
     const past = await verifyJson(b, "--txid", String(b.latest + 5));
@@ -244,7 +244,7 @@ withBuilt(
     assert.match(json.errors[0].error, new RegExp(`TXIDs ${formatTXID(gone.minTXID)}-`));
     assert.match(stderr, /gap in the backup/);
     // The window ends where the chain stops.
-    assert.equal(json.window.newest_txid, gone.minTXID - 1);
+    assert.equal(json.window.newest_txid, formatTXID(gone.minTXID - 1));
   },
 );
 
@@ -274,7 +274,7 @@ withBuilt(
     assert.equal(code, 5, stderr);
     assert.equal(json.ok, false);
     assert.equal(json.restored, true);
-    assert.equal(json.txid, b.latest);
+    assert.equal(json.txid, formatTXID(b.latest));
     assert.equal(json.errors[0].key, keyOf(b, snap));
     assert.equal(json.fallback?.restorable, true);
     assert.match(json.fallback!.note, /restorable without it from snapshot app\.db\/ltx\/9\//);
@@ -368,9 +368,9 @@ Deno.test("verify: the golden Litestream v0.5 replica verifies, --all included",
     assert.equal(r.code, 0, r.stderr);
     const json = JSON.parse(r.stdout) as VerifyJson;
     assert.equal(json.ok, true);
-    assert.equal(json.txid, parseInt(manifest.latestRestore.restoredTXID, 16));
+    assert.equal(json.txid, manifest.latestRestore.restoredTXID);
     assert.equal(json.checksum_record, "absent"); // Litestream records none
-    assert.equal(json.window.oldest_txid, 1);
+    assert.equal(json.window.oldest_txid, formatTXID(1));
     let count = 0;
     for (const level of Deno.readDirSync(join(dir, "bucket", "ls", "ltx"))) {
       count += [...Deno.readDirSync(join(dir, "bucket", "ls", "ltx", level.name))].length;
@@ -432,7 +432,7 @@ Deno.test({
         if (m) keys.push({ key: o.key, level: parseInt(m[1], 16) });
       }
       assert.equal(json.files_checked, keys.length);
-      assert.ok(json.txid! >= 3, good.stdout);
+      assert.ok(parseInt(json.txid!, 16) >= 3, good.stdout);
 
       const newest = keys.filter((k) => k.level === 0).map((k) => k.key).sort().at(-1)!;
       const bytes = await readAll(await s3.get(newest));
