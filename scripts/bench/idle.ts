@@ -175,7 +175,7 @@ for i in range(n):
 `;
 
 /** Create `n` databases dbNNNN.db in `dir`; returns their file names. */
-async function seed(dir: string, n: number): Promise<string[]> {
+export async function seed(dir: string, n: number): Promise<string[]> {
   const o = await new Deno.Command("python3", {
     args: ["-c", SEED_DBS, dir, String(n)],
     stdin: "null",

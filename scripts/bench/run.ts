@@ -1,6 +1,6 @@
 /**
  * All walrust benchmarks:
- * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction] [--quick]`.
+ * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction|metrics] [--quick]`.
  * The LTX codec benchmark (scripts/bench/ltx.ts) runs first when that file exists.
  */
 
@@ -9,9 +9,21 @@ import { benchLag, benchRestore, benchRss } from "./replication.ts";
 import { benchRequests } from "./requests.ts";
 import { benchIdle } from "./idle.ts";
 import { benchCompaction } from "./compaction.ts";
+import { benchMetrics } from "./metrics.ts";
+import { benchProgress } from "./progress.ts";
 import { s3TestConfig } from "../../tests/helpers/s3env.ts";
 
-const NAMES = ["ltx", "rss", "lag", "restore", "requests", "idle", "compaction"] as const;
+const NAMES = [
+  "ltx",
+  "rss",
+  "lag",
+  "restore",
+  "requests",
+  "idle",
+  "compaction",
+  "metrics",
+  "progress",
+] as const;
 type Name = typeof NAMES[number];
 
 /** Parse the flags; exits with usage on anything unknown. */
@@ -74,4 +86,6 @@ if (want("requests")) {
 }
 if (want("idle")) await benchIdle({ quick });
 if (want("compaction")) await benchCompaction({ quick });
+if (want("metrics")) await benchMetrics({ quick });
+if (want("progress")) await benchProgress({ quick });
 console.log(`\nload average at the end: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);

@@ -36,6 +36,8 @@ export interface VerifyOptions extends ReplicaOptions, TargetOptions {
   tempDir?: string;
   /** Files decoded at once by `all` (default 4). */
   concurrency?: number;
+  /** Called as the restore consumes LTX bytes: (bytes read so far, total bytes of the plan). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /** One thing verify found wrong. */
@@ -157,6 +159,7 @@ async function verifyReplica(
         checkRecordedChecksum: true,
         replicaRoot: replica.fileRoot,
         onFallback: (f) => corrupt.push(f),
+        onProgress: o.onProgress,
       });
     } catch (e) {
       if (e instanceof CorruptFileError) corrupt.push(e);

@@ -148,6 +148,7 @@ ${BUCKET_HELP}
       --point-in-time T   verify the state at time T (RFC 3339 or relative: -15m, -2h)
       --all               also decode every other LTX file of NAME, reporting each failure
       --temp-dir DIR      where the temporary restore folder goes (default: TMPDIR)
+  -q, --quiet             no progress line (shown only when stderr is a terminal)
       --json              print one JSON object: ok, name, txid, timestamp, files_checked,
                           bytes, restore_seconds, window, errors [{key, error}], ...`,
     run: async (a: string[], c: CliContext) => (await import("./verify.ts")).runVerify(a, c),

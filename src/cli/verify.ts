@@ -2,6 +2,7 @@
 import { type CliContext, configOf, errorLine, note } from "./context.ts";
 import { parseFlags, str } from "./args.ts";
 import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
+import { Progress } from "./progress.ts";
 import { ConfigError } from "../errors.ts";
 import { parseTxid } from "../restore/time.ts";
 import { formatTXID } from "../ltx/names.ts";
@@ -21,6 +22,7 @@ const OPTIONS = {
   all: { type: "boolean" },
   "temp-dir": { type: "string" },
   json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** Run `walrust verify NAME`; exits 0 restorable, 5 integrity problem, 6 nothing restorable. */
@@ -44,13 +46,19 @@ export async function runVerify(args: string[], ctx: CliContext): Promise<number
   let report: VerifyReport;
   try {
     const replica = await replicaFromFlags("verify", flags, ctx, await configOf(ctx));
-    report = await verify({
-      bucket: replica,
-      name,
-      ...target,
-      all: Boolean(flags.all),
-      tempDir: str(flags, "temp-dir"),
-    });
+    const progress = Progress.start(`verify ${name}`, { quiet: Boolean(flags.quiet) });
+    try {
+      report = await verify({
+        bucket: replica,
+        name,
+        ...target,
+        all: Boolean(flags.all),
+        tempDir: str(flags, "temp-dir"),
+        onProgress: progress && ((done, total) => progress.update(done, total)),
+      });
+    } finally {
+      progress?.done();
+    }
   } catch (e) {
     // A CI job parsing stdout still gets one object (printed by the dispatcher).
     const error = e instanceof Error ? e.message.split("\n")[0] : String(e);

@@ -84,9 +84,11 @@ export async function serveMetrics(
 ): Promise<MetricsServer | undefined> {
   const prom = (await import("prom-client")).default;
   const reg = new prom.Registry();
-  const startedAt = Date.now();
+  // Uptime counts from the process start, not the server's.
+  const startedAt = Math.round(performance.timeOrigin);
   if (o.processMetrics) prom.collectDefaultMetrics({ register: reg });
   const errors = new ErrorWindow();
+  errors.sample(Date.now(), src.status()); // the baseline: errors since the start count
   defineMetrics(prom, reg, src, startedAt, o.version);
 
   const unsubscribe: (() => void)[] = [];
@@ -332,7 +334,7 @@ function defineMetrics(
   gauge("walrust_databases_total", "Databases replicated", [], () => [[{}, src.status().length]]);
   gauge(
     "walrust_uptime_seconds",
-    "Seconds since the server started",
+    "Seconds since the process started",
     [],
     () => [[{}, (Date.now() - startedAt) / 1000]],
   );

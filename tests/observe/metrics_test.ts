@@ -10,44 +10,16 @@ import { WalrustProcess } from "../helpers/walrust.ts";
 import { waitCaughtUp } from "../helpers/replica.ts";
 import { requireS3OrSkip, uniquePrefix } from "../helpers/s3env.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
+import { METRIC_FAMILIES } from "../helpers/metric_names.ts";
 
 const cfg = await requireS3OrSkip();
 
-/** Every name README/docs promise (histograms show up as their _bucket/_sum/_count series). */
-const NAMES = [
-  "walrust_last_sync_timestamp",
-  "walrust_wal_size_bytes",
-  "walrust_current_txid",
-  "walrust_replica_txid",
-  "walrust_replication_lag_seconds",
-  "walrust_sync_latency_seconds_bucket",
-  "walrust_sync_total",
-  "walrust_sync_errors_total",
-  "walrust_snapshot_count_total",
-  "walrust_next_snapshot_timestamp",
-  "walrust_checkpoint_total",
-  "walrust_checkpoint_duration_seconds_bucket",
-  "walrust_upload_queue_bytes",
-  "walrust_upload_queue_files",
-  "walrust_circuit_breaker_state",
-  "walrust_storage_requests_total",
-  "walrust_compaction_total",
-  "walrust_validation_success_total",
-  "walrust_validation_failure_total",
-  "walrust_databases_total",
-  "walrust_uptime_seconds",
-  "walrust_build_info",
-  "litestream_db_size",
-  "litestream_wal_size",
-  "litestream_total_wal_bytes",
-  "litestream_txid",
-  "litestream_sync_count",
-  "litestream_sync_error_count",
-  "litestream_sync_seconds",
-  "litestream_checkpoint_count",
-  "litestream_checkpoint_seconds",
-  "litestream_replica_operation_total",
-];
+/** Histograms show up as their _bucket/_sum/_count series. */
+const NAMES = METRIC_FAMILIES.map((n) =>
+  n === "walrust_sync_latency_seconds" || n === "walrust_checkpoint_duration_seconds"
+    ? `${n}_bucket`
+    : n
+).filter((n) => n !== "walrust_retry_total" && n !== "walrust_storage_failures_total");
 
 /** Parsed samples: "name{labels}" -> value. */
 async function scrape(url: string): Promise<Map<string, number>> {
