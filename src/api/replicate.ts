@@ -14,7 +14,7 @@ import {
 } from "../config/schema.ts";
 import { databasePrefix } from "../storage/open.ts";
 import { Logger, type LogOptions } from "../observe/log.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, WalrustError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 import { register, unregister } from "./running.ts";
 import { restoredChecksum } from "./validate.ts";
@@ -52,6 +52,14 @@ export interface ReplicateOptions extends ReplicaOptions {
   log?: Logger | LogOptions;
   /** Aborting it stops the replication (as `stop()` does). */
   signal?: AbortSignal;
+  /**
+   * Directory watching: called every `discoverIntervalMs` for the databases to replicate now.
+   * New ones join (a file that is not a WAL database yet is retried at the next call); a
+   * discovered database whose file is deleted leaves quietly. With it, `databases` may be empty.
+   */
+  discover?: () => Promise<(string | DatabaseOptions)[]>;
+  /** How often `discover` is called (default 2000 ms). */
+  discoverIntervalMs?: number;
   /** How long `stop()` keeps uploading by default (default 10 000 ms). */
   drainMs?: number;
   /** Alerts (the CLI's webhooks): called once per state change, never awaited. */
@@ -144,7 +152,9 @@ export interface Replication {
  * ```
  */
 export async function replicate(o: ReplicateOptions): Promise<Replication> {
-  if (o.databases.length === 0) throw new ConfigError("replicate: no databases given");
+  if (o.databases.length === 0 && !o.discover) {
+    throw new ConfigError("replicate: no databases given");
+  }
   const replica = await replicaOf(o);
   const log = o.log instanceof Logger ? o.log : new Logger(o.log ?? {});
   const listeners = new Set<(e: ReplicationEvent) => void>();
@@ -156,7 +166,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
     }
   };
   const maintenance = resolveMaintenance(o.maintenance ?? {});
-  const specs = o.databases.map((d) => {
+  const specOf = (d: string | DatabaseOptions, discovered = false) => {
     const db = typeof d === "string" ? { path: d } : d;
     const path = resolve(db.path);
     const name = db.name ?? basename(path);
@@ -165,6 +175,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       prefix: databasePrefix(replica, name),
       name,
       replica,
+      discovered,
       sync: resolveSync(o.sync ?? {}, db.sync ?? {}),
       maintenance,
       retention: resolveRetention(o.retention, db.retention),
@@ -173,18 +184,35 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       notify: o.notify,
       onActivity: emit,
     };
-  });
+  };
+  const specs = o.databases.map((d) => specOf(d));
   const store = new Store({ databases: specs, log, uploadConcurrency: o.uploadConcurrency ?? 4 });
   await store.start();
   const byPath = new Map<string, Replicator>(
     store.replicators.map((r, i) => [specs[i].dbPath, r]),
   );
+  const pathOf = new Map<Replicator, string>([...byPath].map(([p, r]) => [r, p]));
+  store.onChange = () => {
+    // A discovered database that was deleted left the store: forget it here too.
+    for (const [path, r] of byPath) {
+      if (!store.replicators.includes(r)) {
+        byPath.delete(path);
+        pathOf.delete(r);
+        unregister(path);
+      }
+    }
+  };
   let stopping: Promise<boolean> | undefined;
+  const discovery = o.discover
+    ? startDiscovery(o.discover, o.discoverIntervalMs ?? 2000)
+    : undefined;
   const handle: Replication = {
-    databases: specs.map((s) => s.dbPath),
+    get databases() {
+      return [...byPath.keys()];
+    },
     status: () =>
-      store.replicators.map((r, i) => ({
-        path: specs[i].dbPath,
+      store.replicators.map((r) => ({
+        path: pathOf.get(r) ?? "",
         name: r.name,
         txid: r.txid,
         replicaTXID: r.remoteTXID,
@@ -217,6 +245,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
     syncNow: () => store.syncAll(),
     stop(opts = {}) {
       stopping ??= (async () => {
+        await discovery?.stop();
         try {
           return await store.stop(opts.drainMs ?? o.drainMs ?? 10_000);
         } finally {
@@ -238,4 +267,65 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
   o.signal?.addEventListener("abort", () => handle.stop(), { once: true });
   if (o.signal?.aborted) handle.stop();
   return handle;
+
+  /** Poll `discover` and add what it finds; a file not ready yet (not WAL) is tried again. */
+  function startDiscovery(
+    discover: () => Promise<(string | DatabaseOptions)[]>,
+    everyMs: number,
+  ): { stop(): Promise<void> } {
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let running: Promise<void> = Promise.resolve();
+    const notReady = new Map<string, string>(); // path -> last reason, logged once
+    const round = async () => {
+      let found: (string | DatabaseOptions)[];
+      try {
+        found = await discover();
+      } catch (e) {
+        log.warn("directory scan failed; retrying", { error: messageOf(e) });
+        return;
+      }
+      for (const d of found) {
+        if (stopped) return;
+        const spec = specOf(d, true);
+        if (byPath.has(spec.dbPath)) continue;
+        try {
+          const r = await store.add(spec);
+          byPath.set(spec.dbPath, r);
+          pathOf.set(r, spec.dbPath);
+          register(spec.dbPath, r);
+          notReady.delete(spec.dbPath);
+          log.info("replicating a new database", { db: spec.dbPath, name: spec.name });
+        } catch (e) {
+          if (!(e instanceof WalrustError)) throw e;
+          if (notReady.get(spec.dbPath) !== e.message) {
+            notReady.set(spec.dbPath, e.message);
+            log.info("found a database not ready to replicate yet; will retry", {
+              db: spec.dbPath,
+              reason: e.message,
+            });
+          }
+        }
+      }
+    };
+    const loop = () => {
+      if (stopped) return;
+      running = round().catch((e) => log.error("directory scan failed", { error: messageOf(e) }))
+        .finally(() => {
+          if (!stopped) timer = setTimeout(loop, everyMs);
+        });
+    };
+    timer = setTimeout(loop, everyMs);
+    return {
+      async stop() {
+        stopped = true;
+        clearTimeout(timer);
+        await running;
+      },
+    };
+  }
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }

@@ -69,6 +69,8 @@ export interface ReplicatorOptions {
   cacheMaxBytes?: number;
   /** Activity (new level-0 files, snapshots, errors), for library callers; never awaited. */
   onActivity?: (e: ActivityEvent) => void;
+  /** Found by directory watching: its deletion is expected (logged at info, not a failure). */
+  discovered?: boolean;
   /** Compaction, retention inside watch (default: neither) and their schedule. */
   maintenance?: MaintenanceSettings;
   /** The retention policy applied when `maintenance.retentionEnabled`. */
@@ -182,6 +184,7 @@ export class Replicator {
   #queueOverCap = false;
   #walOverThreshold = false;
   #closed = false;
+  #gone = false;
   #failed: WalrustError | undefined;
   #compactor: LevelCompactor | undefined;
   /** The maintenance round running in the background, if any. */
@@ -503,23 +506,29 @@ export class Replicator {
   }
 
   /** Stop replicating this database for good, saying why once. */
-  #fail(e: WalrustError): WalrustError {
+  #fail(e: WalrustError, expected = false): WalrustError {
     if (!this.#failed) {
       this.#failed = e;
       this.#o.onActivity?.({ type: "error", database: this.name, error: e });
-      this.#o.log.error("replication of this database stopped", {
-        db: this.#o.dbPath,
-        error: e.message,
-      });
+      const fields = { db: this.#o.dbPath, error: e.message };
+      if (expected) this.#o.log.info("replication of this database stopped", fields);
+      else this.#o.log.error("replication of this database stopped", fields);
     }
     return e;
+  }
+
+  /** True once the database file was deleted (a discovered database then simply goes). */
+  get gone(): boolean {
+    return this.#gone;
   }
 
   /** A watched path names another file now: re-open safely, or stop this database. */
   #filesChanged(change: FileChange): void {
     const { dbPath, log } = this.#o;
     if (change === "database-gone") {
-      throw this.#fail(new DatabaseError(`database ${dbPath} was deleted; nothing to replicate`));
+      this.#gone = true;
+      const e = new DatabaseError(`database ${dbPath} was deleted; nothing to replicate`);
+      throw this.#fail(e, this.#o.discovered === true);
     }
     if (change !== "database-replaced") {
       // The same database file with a different -wal/-shm: SQLite in this process would go on

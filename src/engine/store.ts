@@ -109,7 +109,13 @@ export class Store {
   #checkFailed(r: Replicator): void {
     if (!r.failed || this.#reported.has(r)) return;
     this.#reported.add(r);
-    if (this.replicators.every((x) => x.failed)) {
+    const spec = this.#specs.get(r);
+    if (spec?.discovered && r.gone) {
+      // A database of a watched directory was deleted: it simply leaves the set.
+      this.#drop(r);
+      return;
+    }
+    if (this.replicators.length > 0 && this.replicators.every((x) => x.failed)) {
       this.#allFailed(
         new DatabaseError(
           this.replicators.length === 1
@@ -118,6 +124,38 @@ export class Store {
         ),
       );
     }
+  }
+
+  /**
+   * Start replicating one more database while running (directory watching). Throws what
+   * Replicator.open throws (a file that is not a WAL database yet, say); nothing is kept then.
+   */
+  async add(spec: DatabaseSpec): Promise<Replicator> {
+    if (this.#stopped) throw new DatabaseError("replication is stopping; not adding databases");
+    const r = await Replicator.open({
+      ...spec,
+      pool: this.#pool,
+      log: this.#o.log,
+      maintenancePool: this.#maintenancePool,
+    });
+    this.replicators.push(r);
+    this.#specs.set(r, spec);
+    this.onChange?.();
+    return r;
+  }
+
+  /** Called when a database joins or leaves the set. */
+  onChange?: () => void;
+
+  #drop(r: Replicator): void {
+    const i = this.replicators.indexOf(r);
+    if (i >= 0) this.replicators.splice(i, 1);
+    clearTimeout(this.#pending.get(r));
+    this.#pending.delete(r);
+    this.#specs.delete(r);
+    this.#reported.delete(r);
+    r.stop().catch(() => {});
+    this.onChange?.();
   }
 
   /** The poll: one timer for all databases; a `stat` of each `-wal` per tick. */
