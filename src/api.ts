@@ -20,9 +20,16 @@ export {
   type RestoreSummary,
   targetOf,
   type TargetOptions,
+  type V3RestoreInfo,
 } from "./api/restore.ts";
 export { snapshot, type SnapshotOptions, type SnapshotResult } from "./api/snapshot.ts";
-export { type DatabaseSummary, type FileSummary, list, listFiles } from "./api/list.ts";
+export {
+  type DatabaseSummary,
+  type FileSummary,
+  type GenerationSummary,
+  list,
+  listFiles,
+} from "./api/list.ts";
 export { replicaOf, type ReplicaOptions } from "./api/replica.ts";
 export { prune, type PruneOptions, type PruneReport } from "./api/prune.ts";
 export {

@@ -3,9 +3,21 @@ import { resolve } from "node:path";
 import { DbReplica } from "../storage/replica.ts";
 import { planRestore, type RestorePlan } from "../restore/plan.ts";
 import { type FallbackInfo, restoreWithFallback } from "../restore/run.ts";
+import { checkRestoreOutput } from "../restore/apply.ts";
 import type { RunResult } from "../restore/run.ts";
 import { parseTarget, type Target } from "../restore/time.ts";
-import { ConfigError } from "../errors.ts";
+import {
+  applyV3Plan,
+  checkIndex,
+  listV3,
+  parseGenerationId,
+  planV3,
+  type V3Plan,
+  V3ReplicaError,
+  type V3Target,
+} from "../restore/v3.ts";
+import { ConfigError, RestoreError } from "../errors.ts";
+import type { Replica } from "../storage/open.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 
 /** Which state to restore: the latest (default), a TXID, or the state at a moment. */
@@ -30,6 +42,29 @@ export interface RestoreOptions extends ReplicaOptions, TargetOptions {
   onFallback?: (info: FallbackInfo) => void;
   /** Called as LTX bytes are consumed: (bytes read so far, total bytes of the plan). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Litestream v0.3 backups only: restore from this generation (16 hex digits). Alone: its
+   * latest state, or with `at` its state at that moment.
+   */
+  generation?: string;
+  /** Litestream v0.3 backups only: the state at the end of this WAL index (needs `generation`). */
+  index?: number;
+}
+
+/** Where in a Litestream v0.3 backup a restore ended. */
+export interface V3RestoreInfo {
+  /** The generation restored from. */
+  generation: string;
+  /** WAL index of the snapshot it started from. */
+  snapshotIndex: number;
+  /** WAL index of the restored state. */
+  index: number;
+  /** End of the last commit applied within that WAL index, in bytes (0: snapshot only). */
+  offset: number;
+  /** WAL segments applied after the snapshot. */
+  segments: number;
+  /** Time of the newest object used. */
+  timestamp: Date;
 }
 
 /** What a restore produced. */
@@ -42,6 +77,11 @@ export interface RestoreSummary extends RunResult {
   clampedToLatest: boolean;
   /** Wall-clock time the restore took, in milliseconds. */
   durationMs: number;
+  /**
+   * Set when the backup was a Litestream v0.3 one (no TXIDs: `txid` is 0, `plan.files` empty,
+   * `files` counts the snapshot and segments applied).
+   */
+  v3?: V3RestoreInfo;
 }
 
 /** The restore target named by `o` (latest when neither txid nor at is given). */
@@ -67,6 +107,8 @@ export function targetOf(o: TargetOptions): Target {
 /**
  * Restore a database into a new file: latest, a TXID, or a moment. The output is written to a
  * temporary file, checked (`PRAGMA integrity_check`, the recorded checksum), fsynced and renamed.
+ * A database whose prefix holds only a Litestream v0.3 backup (`generations/`) is restored from
+ * that (latest, `at`, or `generation` + `index`); `generation`/`index` always select it.
  *
  * ```ts
  * import { restore } from "./mod.ts";
@@ -76,20 +118,26 @@ export function targetOf(o: TargetOptions): Target {
  */
 export async function restore(o: RestoreOptions): Promise<RestoreSummary> {
   const started = Date.now();
+  const target = targetOf(o);
+  const v3Asked = o.generation !== undefined || o.index !== undefined;
+  if (v3Asked) v3TargetOf(o, "");
   const replica = await replicaOf(o);
-  const r = await restoreWithFallback(
-    DbReplica.of(replica, o.name),
-    targetOf(o),
-    resolve(o.output),
-    {
+  const db = DbReplica.of(replica, o.name);
+  if (v3Asked) return await restoreV3(replica, db, o, started);
+  let r;
+  try {
+    r = await restoreWithFallback(db, target, resolve(o.output), {
       force: o.force,
       integrity: "full",
       checkRecordedChecksum: o.checkRecordedChecksum,
       replicaRoot: replica.fileRoot,
       onFallback: o.onFallback,
       onProgress: o.onProgress,
-    },
-  );
+    });
+  } catch (e) {
+    if (e instanceof V3ReplicaError) return await restoreV3(replica, db, o, started);
+    throw e;
+  }
   return {
     ...r,
     name: o.name,
@@ -97,6 +145,90 @@ export async function restore(o: RestoreOptions): Promise<RestoreSummary> {
     clampedToLatest: r.plan.clampedToLatest,
     durationMs: Date.now() - started,
   };
+}
+
+/**
+ * The v0.3 target named by `o`: the end of `index`, the moment `at`, or latest. A TXID has no
+ * meaning in a v0.3 backup (RestoreError naming `where`); bad generation/index values and an index
+ * combined with a time are ConfigErrors.
+ */
+function v3TargetOf(o: RestoreOptions, where: string): V3Target {
+  if (o.generation !== undefined) parseGenerationId(o.generation);
+  if (o.index !== undefined) checkIndex(o.index);
+  if (o.txid !== undefined) {
+    if (o.generation !== undefined || o.index !== undefined) {
+      throw new ConfigError(
+        "restore: txid is for LTX backups; generation/index for Litestream v0.3",
+      );
+    }
+    throw new RestoreError(
+      `${where} is a Litestream v0.3 backup: it has no TXIDs; restore its latest state, a ` +
+        "moment (at / --timestamp), or a generation's WAL index",
+    );
+  }
+  if (o.index !== undefined && o.at !== undefined) {
+    throw new ConfigError("restore: give index or at, not both");
+  }
+  if (o.index !== undefined) return { kind: "index", index: o.index };
+  const t = targetOf(o);
+  return t.kind === "time" ? t : { kind: "latest" };
+}
+
+/** Plan and apply a restore from the Litestream v0.3 backup at `db`'s prefix. */
+async function restoreV3(
+  replica: Replica,
+  db: DbReplica,
+  o: RestoreOptions,
+  started: number,
+): Promise<RestoreSummary> {
+  const output = resolve(o.output);
+  const opts = { force: o.force, replicaRoot: replica.fileRoot };
+  await checkRestoreOutput(output, opts);
+  const plan = await v3PlanOf(db, o);
+  const r = await applyV3Plan(db.storage, plan, output, {
+    ...opts,
+    integrity: "full",
+    onProgress: o.onProgress,
+  });
+  return {
+    txid: 0,
+    pageSize: r.pageSize,
+    commit: r.commit,
+    bytes: r.bytes,
+    files: r.files,
+    outPath: r.outPath,
+    plan: { files: [], txid: 0, pageSize: r.pageSize, clampedToLatest: plan.clampedToLatest },
+    fallbacks: [],
+    name: o.name,
+    replica: replica.url,
+    clampedToLatest: plan.clampedToLatest,
+    durationMs: Date.now() - started,
+    v3: {
+      generation: r.generation,
+      snapshotIndex: r.snapshotIndex,
+      index: r.index,
+      offset: r.offset,
+      segments: plan.segments.length,
+      timestamp: plan.timestamp,
+    },
+  };
+}
+
+async function v3PlanOf(db: DbReplica, o: RestoreOptions): Promise<V3Plan> {
+  const target = v3TargetOf(o, db.where);
+  const generation = o.generation === undefined ? undefined : parseGenerationId(o.generation);
+  return planV3(db.where, await listV3(db.storage, db.prefix), target, generation);
+}
+
+/**
+ * What a restore of `name` from a Litestream v0.3 backup would apply (snapshot, segments, the
+ * index it ends in), without writing anything. Options as for {@link restore}.
+ */
+export async function restorePlanV3(
+  o: ReplicaOptions & TargetOptions & { name: string; generation?: string; index?: number },
+): Promise<V3Plan> {
+  const replica = await replicaOf(o);
+  return await v3PlanOf(DbReplica.of(replica, o.name), { ...o, output: "" });
 }
 
 /** The files a restore of `name` at the target would apply, without writing anything. */

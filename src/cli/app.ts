@@ -3,7 +3,8 @@ import { ConfigError, exitCodeOf } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { isLogLevel, levelFromEnv, log, LOG_LEVELS, resolveLevel } from "../observe/log.ts";
 import { type CliContext, type Command, configOf, errorLine } from "./context.ts";
-import { COMMANDS } from "./commands.ts";
+import { COMMANDS, LITESTREAM_ONLY } from "./commands.ts";
+import { isJsonFlag, nearest } from "./args.ts";
 
 const GLOBAL_HELP =
   `walrust ${VERSION} — continuous SQLite replication to object storage (Litestream v0.5 compatible)
@@ -13,7 +14,7 @@ Usage: walrust [global options] <command> [args] [global options]
 Commands:
 ${"{commands}"}
 
-Global options (before or after the command):
+Global options (before or after the command; -config, -log-level etc. work too):
   -c, --config FILE      configuration file (default: ./walrust.toml if present)
   -v, --verbose          print stack traces on errors, debug logging
       --log-format F     text (default) or json: one JSON object per stderr line
@@ -36,6 +37,43 @@ function findCommand(name: string): Command | undefined {
   return COMMANDS.find((c) => c.name === name);
 }
 
+/** The error for a command name we do not have: a Litestream-only one, or the nearest match. */
+function unknownCommand(name: string): ConfigError {
+  const instead = Object.hasOwn(LITESTREAM_ONLY, name) ? LITESTREAM_ONLY[name] : undefined;
+  if (instead) {
+    return new ConfigError(`"${name}" is a Litestream command walrust does not have: ${instead}`);
+  }
+  const near = nearest(name, [...COMMANDS.map((c) => c.name), "help"]);
+  const hint = near ? `did you mean ${near}? ` : "";
+  return new ConfigError(`unknown command "${name}" (${hint}see 'walrust --help')`);
+}
+
+const HELP_FLAGS = new Set(["-h", "--help", "-help"]);
+const VERSION_FLAGS = new Set(["-V", "--version", "-version"]);
+
+/**
+ * Litestream's start-up rule: LITESTREAM_ACCESS_KEY_ID / LITESTREAM_SECRET_ACCESS_KEY are
+ * copied into the AWS_* variables the S3 SDK reads, each only when that one is unset (or
+ * empty). The `-exec` child inherits them, as under Litestream.
+ */
+export function applyLitestreamEnv(): void {
+  const pairs = [
+    ["LITESTREAM_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"],
+    ["LITESTREAM_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"],
+  ] as const;
+  try {
+    for (const [from, to] of pairs) {
+      const v = Deno.env.get(from);
+      if (v && !Deno.env.get(to)) Deno.env.set(to, v);
+    }
+  } catch (e) {
+    // Without --allow-env there is nothing to copy from or to.
+    if (!(e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied)) {
+      throw e;
+    }
+  }
+}
+
 /** Run walrust with `argv` (without the program name); returns the exit code. */
 export async function run(
   argv: string[],
@@ -47,13 +85,14 @@ export async function run(
   const ctx: CliContext = { out: io.out, err: io.err, verbose: false };
   let json = false;
   try {
+    applyLitestreamEnv();
     let i = 0;
     for (; i < argv.length; i++) {
       const a = argv[i];
-      if (a === "-V" || a === "--version" || a === "version") {
+      if (VERSION_FLAGS.has(a)) {
         io.out(`walrust ${VERSION}`);
         return 0;
-      } else if (a === "-h" || a === "--help") {
+      } else if (HELP_FLAGS.has(a)) {
         io.out(globalHelp());
         return 0;
       }
@@ -74,7 +113,7 @@ export async function run(
         return 0;
       }
       const cmd = findCommand(target);
-      if (!cmd) throw new ConfigError(`unknown command "${target}" (see 'walrust --help')`);
+      if (!cmd) throw unknownCommand(target);
       io.out(cmd.usage);
       return 0;
     }
@@ -82,10 +121,10 @@ export async function run(
       throw new ConfigError(`unknown option "${name}" (see 'walrust --help')`);
     }
     const cmd = findCommand(name);
-    if (!cmd) throw new ConfigError(`unknown command "${name}" (see 'walrust --help')`);
+    if (!cmd) throw unknownCommand(name);
     // Known before anything can fail, so even a bad flag answers in JSON.
-    json = cmd.json === true && beforeTerminator(rest).includes("--json");
-    if (rest.includes("-h") || rest.includes("--help")) {
+    json = cmd.json === true && beforeTerminator(rest).some(isJsonFlag);
+    if (beforeTerminator(rest).some((a) => HELP_FLAGS.has(a))) {
       io.out(cmd.usage);
       return 0;
     }
@@ -111,7 +150,8 @@ export async function run(
  * ambiguous), so a global flag cannot be mistaken for another option's value.
  */
 function takeGlobal(argv: string[], i: number, ctx: CliContext): number {
-  const a = argv[i];
+  // Go's flag package takes -name as well as --name; Litestream users write -config.
+  const a = /^-[a-z]{2}/.test(argv[i]) ? `-${argv[i]}` : argv[i];
   if (a === "-v" || a === "--verbose") {
     ctx.verbose = true;
     return 1;
@@ -186,7 +226,10 @@ function applyLogSettings(
  */
 async function applyConfigLog(ctx: CliContext): Promise<void> {
   try {
-    applyLogSettings(ctx, (await configOf(ctx)).log);
+    const config = await configOf(ctx);
+    applyLogSettings(ctx, config.log);
+    // litestream.yml keys walrust does not act on: one WARN each, never silently ignored.
+    for (const w of config.warnings ?? []) log.warn(w);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
   }

@@ -5,7 +5,9 @@ import type { CliContext, Command } from "./context.ts";
 const GLOBAL_NOTE = `
 
 Global options (before or after the command): -c/--config FILE, -v/--verbose,
---log-format text|json, --log-level error|warn|info|debug|trace.`;
+--log-format text|json, --log-level error|warn|info|debug|trace.
+Every long flag also takes Go's spellings, as Litestream does: -config FILE, -txid X,
+-flag=value, -switch=false.`;
 
 /** Appended to the usage of commands with --json. */
 const JSON_NOTE = `
@@ -17,17 +19,7 @@ const BUCKET_HELP =
       --endpoint URL      S3-compatible endpoint (env AWS_ENDPOINT_URL_S3)
       --region NAME       S3 region (env AWS_REGION)`;
 
-const TABLE: Command[] = [
-  {
-    name: "watch",
-    config: true,
-    summary: "replicate databases continuously (the main job)",
-    usage: `Usage: walrust watch [DB...] [--bucket URL] [options]
-
-Streams every committed transaction of each database into LTX files in the replica.
-Databases come from the command line or from [[databases]] in walrust.toml (globs allowed).
-
-${BUCKET_HELP}
+const WATCH_OPTIONS = `${BUCKET_HELP}
       --wal-sync-interval S        batching window in seconds, fractions allowed (default 1)
       --snapshot-interval S        seconds between full snapshots (default 3600)
       --checkpoint-interval S      seconds between PASSIVE checkpoints (default 60)
@@ -36,8 +28,41 @@ ${BUCKET_HELP}
       --format legacy|block        LTX page encoding (default legacy: readable by every Litestream v0.5)
       --no-startup-snapshot        do not take a level-9 snapshot at first start
       --once                       sync everything once, upload, and exit
-      --shutdown-drain S           seconds to keep uploading after SIGINT/SIGTERM (default 10)`,
+      --shutdown-drain S           seconds to keep uploading after SIGINT/SIGTERM (default 10)
+      --exec CMD                   once replication runs, run CMD (through sh -c) as a child;
+                                   SIGTERM/SIGINT go to it; when it exits, sync, drain and exit
+                                   with its exit code (config: exec)`;
+
+/** First arguments that select the LTX file inspector rather than Litestream's `ltx DB`. */
+const LTX_SUBCOMMANDS = new Set(["verify", "dump", "list", "apply", "help", "-h", "--help"]);
+
+const TABLE: Command[] = [
+  {
+    name: "watch",
+    config: true,
+    summary: "replicate databases continuously (the main job)",
+    usage: `Usage: walrust watch [DB...] [--bucket URL] [options]
+       walrust watch DB_PATH REPLICA_URL [options]
+
+Streams every committed transaction of each database into LTX files in the replica.
+Databases come from the command line or from [[databases]] in walrust.toml (globs allowed).
+With DB_PATH REPLICA_URL (s3://bucket/path/NAME), the URL's last segment is the name.
+
+${WATCH_OPTIONS}`,
     run: async (a: string[], c: CliContext) => (await import("./watch.ts")).runWatch(a, c),
+  },
+  {
+    name: "replicate",
+    config: true,
+    summary: "Litestream's name for watch (replicate -exec CMD runs your app as a child)",
+    usage: `Usage: walrust replicate [options] [DB_PATH REPLICA_URL]
+
+The same command as 'walrust watch', under Litestream's name: the container pattern is
+  walrust restore -if-db-not-exists -if-replica-exists DB_PATH && exec walrust replicate -exec "APP"
+
+${WATCH_OPTIONS}`,
+    run: async (a: string[], c: CliContext) =>
+      (await import("./watch.ts")).runWatch(a, c, "replicate"),
   },
   {
     name: "restore",
@@ -46,13 +71,22 @@ ${BUCKET_HELP}
     summary: "rebuild a database from the replica (latest, a TXID, or a moment)",
     usage:
       `Usage: walrust restore NAME -o OUT [--bucket URL] [--txid N | --point-in-time T] [--force]
+       walrust restore [options] DB_PATH          (a database listed in the config)
+       walrust restore [options] -o OUT REPLICA_URL  (s3://bucket/path/NAME, file:///path/NAME)
 
 NAME is the database's prefix in the replica (by default its file name, e.g. app.db).
+DB_PATH is a path listed in [[databases]] (or matched by a glob there): its name and the
+config's replica are used, and OUT defaults to DB_PATH itself. In REPLICA_URL the last path
+segment is the name and the rest the bucket.
 ${BUCKET_HELP}
   -o, --output OUT        where to write the restored database (must not exist unless --force)
       --txid N            restore exactly to TXID N (decimal, 0x-hex, or 16 hex digits)
       --point-in-time T   restore to the state at time T: RFC 3339 (2026-01-02T03:04:05Z) or
-                          relative (-15m, -2h, -1d)
+      --timestamp T       relative (-15m, -2h, -1d)
+      --if-db-not-exists  exit 0 without doing anything when OUT already exists
+      --if-replica-exists exit 0 when the replica holds no backup of the database at all
+      --parallelism N     accepted for Litestream; no effect
+      --integrity-check M accepted for Litestream (none, quick, full); the full check always runs
       --force             replace an existing OUT (never a database a running walrust
                           replicates, nor a path inside a file replica)
       --no-checksum-record
@@ -60,9 +94,20 @@ ${BUCKET_HELP}
                           walrust recorded with the last file (the LTX files still verify)
       --dry-run           print the plan and exit
   -q, --quiet             no progress line (shown only when stderr is a terminal)
+      --generation ID     a Litestream v0.3 backup: restore from this generation (16 hex)
+      --index N           a Litestream v0.3 backup: restore to the end of this WAL index
       --json              print one JSON object: db_path, name, txid, files, bytes,
                           restore_seconds, integrity_check (with --dry-run: txid, files)`,
     run: async (a: string[], c: CliContext) => (await import("./restore.ts")).runRestore(a, c),
+  },
+  {
+    name: "config",
+    summary: "convert a litestream.yml into the equivalent walrust.toml",
+    usage: `Usage: walrust config convert FILE
+
+Prints the walrust.toml equivalent of a Litestream litestream.yml on stdout, with a comment on
+every line that does not map. The output is loaded back before it is printed.`,
+    run: async (a: string[], c: CliContext) => (await import("./config_cmd.ts")).runConfig(a, c),
   },
   {
     name: "explain",
@@ -156,15 +201,77 @@ ${BUCKET_HELP}
   {
     name: "ltx",
     json: true,
-    summary: "inspect LTX files: verify, dump, list, apply",
-    usage: `Usage: walrust ltx verify FILE... [--json]
+    summary: "a database's LTX files in the replica (Litestream's ltx); inspect LTX files",
+    usage: `Usage: walrust ltx [--level 0-9|all] [--json] DB_PATH|REPLICA_URL|NAME
+       walrust ltx verify FILE... [--json]
        walrust ltx dump FILE [--json]
        walrust ltx list FILE... [--json]
-       walrust ltx apply --db OUT FILE... [--force]`,
-    run: async (a: string[], c: CliContext) =>
-      (await import("./ltx.ts")).runLtxCommand(a, { out: c.out, err: c.err, verbose: c.verbose }),
+       walrust ltx apply --db OUT FILE... [--force]
+
+With a database (as Litestream's ltx): its LTX files at one level (default 0) or all, as
+level, min_txid, max_txid, size, created. DB_PATH, REPLICA_URL and NAME as for restore.
+With verify, dump, list or apply: inspect local LTX files (a database path that is one of
+these words needs ./ in front).
+${BUCKET_HELP}`,
+    run: async (a: string[], c: CliContext) => {
+      if (a.length === 0 || LTX_SUBCOMMANDS.has(a[0])) {
+        const io = { out: c.out, err: c.err, verbose: c.verbose };
+        return (await import("./ltx.ts")).runLtxCommand(a, io);
+      }
+      return (await import("./list.ts")).runLtxFiles(a, c);
+    },
+  },
+  {
+    name: "databases",
+    json: true,
+    config: true,
+    summary: "the databases the config lists, with their replica (Litestream's databases)",
+    usage: `Usage: walrust databases [--bucket URL] [--json]
+
+One row per database in [[databases]] (globs expanded; one that matches nothing is shown as
+its pattern): path, replica type (file or s3), its name in the replica, and the replica URL
+that restore and ltx accept. Reads no storage.
+      --bucket URL        the replica to show (default: [s3] bucket)
+      --json              machine-readable output: [{path, replica, name, url}]`,
+    run: async (a: string[], c: CliContext) => (await import("./list.ts")).runDatabases(a, c),
+  },
+  {
+    name: "version",
+    summary: "print the version (Litestream's version; same as --version)",
+    usage: `Usage: walrust version [-v]
+
+Prints "walrust X.Y.Z"; with -v (or -verbose) also the Deno, V8 and TypeScript versions.`,
+    run: async (a: string[], c: CliContext) => {
+      const { VERSION } = await import("../version.ts");
+      const { positionals } = (await import("./args.ts")).parseFlags("version", a, {});
+      if (positionals.length > 0) {
+        const { ConfigError } = await import("../errors.ts");
+        throw new ConfigError("version: takes no arguments");
+      }
+      c.out(`walrust ${VERSION}`);
+      if (c.verbose) {
+        c.out(
+          `deno ${Deno.version.deno}, v8 ${Deno.version.v8}, typescript ${Deno.version.typescript}`,
+        );
+      }
+      return 0;
+    },
   },
 ];
+
+/** Litestream commands walrust does not have, with what to use instead. */
+export const LITESTREAM_ONLY: Readonly<Record<string, string>> = {
+  status: "use 'walrust list' for the replica, or the /health endpoint of a running watch",
+  reset: "'walrust snapshot DB' writes a fresh snapshot",
+  sync: "'walrust snapshot DB' forces a snapshot through the running watcher",
+  start: "walrust has no control socket; replicate the databases of the config or the command line",
+  stop: "walrust has no control socket; stop the walrust process (SIGTERM drains first)",
+  register: "walrust has no control socket; add the database to [[databases]] and restart",
+  unregister: "walrust has no control socket; remove the database from [[databases]] and restart",
+  info: "walrust has no control socket; see the /health endpoint of a running watch",
+  mcp: "walrust has no MCP server",
+  wal: "use 'walrust ltx DB_PATH' (Litestream's ltx)",
+};
 
 /** Every command, its usage ending with the global options (and the --json contract). */
 export const COMMANDS: Command[] = TABLE.map((c) => ({

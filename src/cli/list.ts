@@ -1,8 +1,18 @@
-/** `walrust list`: databases in a replica, or one database's files per level. */
+/**
+ * `walrust list`: databases in a replica, or one database's files per level; and Litestream's
+ * listings: `walrust ltx DB_PATH|REPLICA_URL` (one database's LTX files) and `walrust databases`
+ * (the databases the config lists).
+ */
 import { type CliContext, configOf } from "./context.ts";
-import { parseFlags } from "./args.ts";
-import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
+import { parseFlags, str } from "./args.ts";
+import {
+  configuredDatabases,
+  REPLICA_OPTIONS,
+  replicaFromFlags,
+  resolveDatabaseArg,
+} from "./replica_flags.ts";
 import { ConfigError, RestoreError } from "../errors.ts";
+import { parseBucketUrl } from "../storage/url.ts";
 import { list, listFiles } from "../api.ts";
 import { formatTXID } from "../ltx/names.ts";
 
@@ -82,6 +92,102 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
   ]);
   printTable([header, ...table], ctx);
   return 0;
+}
+
+const LTX_OPTIONS = {
+  ...REPLICA_OPTIONS,
+  json: { type: "boolean" },
+  level: { type: "string" },
+} as const;
+
+/**
+ * Run `walrust ltx [--level N|all] DB_PATH|REPLICA_URL|NAME` (Litestream's `ltx`): the LTX files
+ * of one level (default 0) or of all, as level, min_txid, max_txid, size, created. No files is
+ * an empty table and exit 0, as in Litestream (level 0 may be empty after compaction).
+ */
+export async function runLtxFiles(args: string[], ctx: CliContext): Promise<number> {
+  const { flags, positionals } = parseFlags("ltx", args, LTX_OPTIONS);
+  if (positionals.length !== 1) {
+    throw new ConfigError(
+      "ltx: expected one database (DB_PATH, replica URL or NAME), or a subcommand: verify, dump, list, apply",
+    );
+  }
+  const level = str(flags, "level") ?? "0";
+  if (level !== "all" && !/^[0-9]$/.test(level)) {
+    throw new ConfigError(`ltx: --level expects 0-9 or all, got "${level}"`);
+  }
+  const config = await configOf(ctx);
+  const db = await resolveDatabaseArg("ltx", positionals[0], flags, config);
+  const replica = await replicaFromFlags("ltx", flags, ctx, config, undefined, db.bucketUrl);
+  const rows = (await listFiles({ bucket: replica, name: db.name }))
+    .filter((r) => level === "all" || r.level === Number(level));
+  if (flags.json) {
+    ctx.out(JSON.stringify(
+      rows.map((r) => ({
+        level: r.level,
+        min_txid: formatTXID(r.minTXID),
+        max_txid: formatTXID(r.maxTXID),
+        size: r.size,
+        timestamp: r.created.toISOString(),
+        key: r.key,
+      })),
+      null,
+      2,
+    ));
+    return 0;
+  }
+  printTable([
+    ["level", "min_txid", "max_txid", "size", "created"],
+    ...rows.map((r) => [
+      String(r.level),
+      formatTXID(r.minTXID),
+      formatTXID(r.maxTXID),
+      String(r.size),
+      r.created.toISOString(),
+    ]),
+  ], ctx);
+  return 0;
+}
+
+/**
+ * Run `walrust databases` (Litestream's): every database the config lists (globs expanded),
+ * with its replica type, its name there and the replica URL. Reads no storage.
+ */
+export async function runDatabases(args: string[], ctx: CliContext): Promise<number> {
+  const { flags, positionals } = parseFlags("databases", args, {
+    bucket: REPLICA_OPTIONS.bucket,
+    json: { type: "boolean" },
+  });
+  if (positionals.length > 0) throw new ConfigError("databases: takes no arguments");
+  const config = await configOf(ctx);
+  const bucket = str(flags, "bucket") ?? config.s3.bucket;
+  const loc = bucket === undefined ? undefined : parseBucketUrl(bucket);
+  const rows = (await configuredDatabases(config)).map((d) => ({
+    path: d.path,
+    replica: loc?.kind ?? "",
+    name: d.name,
+    url: loc === undefined
+      ? ""
+      : loc.kind === "file"
+      ? `file://${loc.root.replace(/\/+$/, "")}/${d.name}`
+      : joinUrl(bucket!, d.name),
+  }));
+  if (flags.json) {
+    ctx.out(JSON.stringify(rows, null, 2));
+    return 0;
+  }
+  printTable([
+    ["path", "replica", "name", "url"],
+    ...rows.map((r) => [r.path, r.replica, r.name, r.url]),
+  ], ctx);
+  return 0;
+}
+
+/** The replica URL of database `name` under `bucket` (the form `restore` and `ltx` accept). */
+function joinUrl(bucket: string, name: string): string {
+  const q = bucket.search(/[?#]/);
+  const base = (q < 0 ? bucket : bucket.slice(0, q)).replace(/\/+$/, "");
+  return `${base}/${name}${q < 0 ? "" : bucket.slice(q)}`;
 }
 
 function printTable(rows: string[][], ctx: CliContext): void {

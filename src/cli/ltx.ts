@@ -1,4 +1,7 @@
-/** `walrust ltx`: inspect LTX files (verify, dump, list) and apply a chain to a new database. */
+/**
+ * `walrust ltx verify|dump|list|apply`: inspect LTX files and apply a chain to a new database.
+ * (`walrust ltx DB`, Litestream's listing of a database's files, is `runLtxFiles` in list.ts.)
+ */
 
 import { ConfigError, exitCodeOf, WalrustError } from "../errors.ts";
 import { applyLtxChain } from "../ltx/apply.ts";
@@ -22,11 +25,14 @@ export interface LtxIo {
   verbose: boolean;
 }
 
-const USAGE = `Usage: walrust ltx verify FILE... [--json]
+const USAGE = `Usage: walrust ltx [--level 0-9|all] [--json] DB_PATH|REPLICA_URL|NAME
+       walrust ltx verify FILE... [--json]
        walrust ltx dump FILE [--json]
        walrust ltx list FILE... [--json]
        walrust ltx apply --db OUT FILE... [--force]
 
+  DB       (Litestream's ltx) the database's LTX files in the replica: level, min_txid,
+           max_txid, size, created; --level picks one level (default 0) or all
   verify   decode and check every file completely; prints "ok" when all are valid,
            otherwise one "FILE: problem" line per bad file (exit 5); --json prints an
            array, one object per file: {file, ok, minTXID, maxTXID, pages, encoding, size}
@@ -43,7 +49,10 @@ export async function runLtxCommand(args: string[], io: LtxIo): Promise<number> 
   const [sub, ...rest] = args;
   switch (sub) {
     case undefined:
-      throw new ConfigError("ltx: missing subcommand (see 'walrust help ltx')");
+      throw new ConfigError(
+        "ltx: expected a database (DB_PATH, replica URL or NAME) or a subcommand: verify, dump, " +
+          "list, apply (see 'walrust help ltx')",
+      );
     case "help":
     case "--help":
     case "-h":

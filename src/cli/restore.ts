@@ -1,15 +1,22 @@
 /** `walrust restore`: rebuild a database from the replica. */
+import { resolve } from "node:path";
 import { type CliContext, configOf, note } from "./context.ts";
-import { parseFlags, str } from "./args.ts";
-import { REPLICA_OPTIONS, replicaFromFlags, webhookSender } from "./replica_flags.ts";
+import { type Flags, num, parseFlags, str } from "./args.ts";
+import {
+  type DatabaseArg,
+  REPLICA_OPTIONS,
+  replicaFromFlags,
+  resolveDatabaseArg,
+  webhookSender,
+} from "./replica_flags.ts";
 import { Progress } from "./progress.ts";
-import { ConfigError, IntegrityError } from "../errors.ts";
+import { ConfigError, IntegrityError, RestoreError } from "../errors.ts";
 import type { FileConfig } from "../config/schema.ts";
 import { formatTXID } from "../ltx/names.ts";
 import { parseTxid } from "../restore/time.ts";
 import type { FallbackInfo } from "../restore/run.ts";
+import { databasePrefix, type Replica } from "../storage/open.ts";
 import { restore, restorePlan, targetOf, type TargetOptions } from "../api.ts";
-import { resolve } from "node:path";
 
 const OPTIONS = {
   ...REPLICA_OPTIONS,
@@ -22,31 +29,63 @@ const OPTIONS = {
   "dry-run": { type: "boolean" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
+  "if-db-not-exists": { type: "boolean" },
+  "if-replica-exists": { type: "boolean" },
+  parallelism: { type: "string" }, // Litestream's; accepted, no effect on LTX restores
+  "integrity-check": { type: "string" }, // Litestream's; we always run the full check
+  generation: { type: "string" }, // a Litestream v0.3 backup's generation
+  index: { type: "string" }, // and WAL index within it
 } as const;
 
-/** Run `walrust restore NAME -o OUT`. */
+/** Run `walrust restore NAME|DB_PATH|REPLICA_URL [-o OUT]`. */
 export async function runRestore(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseFlags("restore", args, OPTIONS);
   if (positionals.length !== 1) {
     throw new ConfigError(
-      "restore: expected one database NAME (its prefix in the replica, e.g. app.db)",
+      "restore: expected one database: its NAME in the replica (e.g. app.db), its path as " +
+        "listed in the config, or a replica URL (s3://bucket/path/app.db)",
     );
   }
-  const name = positionals[0];
-  const out = str(flags, "output");
-  if (!out && !flags["dry-run"]) {
-    throw new ConfigError("restore: -o OUT is required (where to write the database)");
-  }
   const txid = str(flags, "txid");
+  const pit = str(flags, "point-in-time");
+  const ts = str(flags, "timestamp");
+  if (pit !== undefined && ts !== undefined) {
+    throw new ConfigError("restore: give --point-in-time or --timestamp, not both");
+  }
   const target: TargetOptions = {
     txid: txid === undefined ? undefined : parseTxid(txid),
-    at: str(flags, "point-in-time") ?? str(flags, "timestamp"),
+    at: pit ?? ts,
   };
   targetOf(target); // a bad target is a usage error before anything is read
+  num("restore", flags, "parallelism", { min: 1, integer: true });
+  const check = str(flags, "integrity-check");
+  if (check !== undefined && !["none", "quick", "full"].includes(check)) {
+    throw new ConfigError(`restore: --integrity-check expects none, quick or full, got "${check}"`);
+  }
   const config = await configOf(ctx);
+  const db = await resolveDatabaseArg("restore", positionals[0], flags, config);
+  // Litestream's rule: a database found through the config restores to its own path by default.
+  const out = str(flags, "output") ?? db.dbPath;
+  if (!out && !flags["dry-run"]) {
+    throw new ConfigError(
+      db.fromUrl
+        ? `restore: -o OUT is required with a replica URL (fix: walrust restore -o /path/to/db ${
+          positionals[0]
+        })`
+        : "restore: -o OUT is required (where to write the database)",
+    );
+  }
+  if (out && flags["if-db-not-exists"] && (await exists(out))) {
+    note(ctx, `${out} already exists; nothing restored (-if-db-not-exists)`);
+    if (flags.json) {
+      ctx.out(JSON.stringify({ db_path: resolve(out), name: db.name, skipped: "db_exists" }));
+    }
+    return 0;
+  }
   const hooks = webhookSender(config);
+  const name = db.name;
   try {
-    const code = await restoreWith(name, out, target, flags, ctx, config, hooks);
+    const code = await restoreWith(db, out, target, flags, ctx, config, hooks);
     await hooks.flush(5_000); // corruption planned around is reported even when the restore succeeds
     return code;
   } catch (e) {
@@ -59,15 +98,43 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
 }
 
 async function restoreWith(
-  name: string,
+  db: DatabaseArg,
   out: string | undefined,
   target: TargetOptions,
-  flags: Parameters<typeof str>[0],
+  flags: Flags,
   ctx: CliContext,
   config: FileConfig,
   hooks: ReturnType<typeof webhookSender>,
 ): Promise<number> {
-  const replica = await replicaFromFlags("restore", flags, ctx, config, hooks);
+  const name = db.name;
+  const replica = await replicaFromFlags("restore", flags, ctx, config, hooks, db.bucketUrl);
+  try {
+    return await restoreFrom(replica, name, out, target, flags, ctx, hooks);
+  } catch (e) {
+    // -if-replica-exists: "no backup at all" is a first start, not a failure. Decided by what
+    // the replica holds under the database's prefix, not by the error's text.
+    if (
+      flags["if-replica-exists"] && e instanceof RestoreError && !(await hasObjects(replica, name))
+    ) {
+      note(ctx, `no backup of ${name} at ${replica.url}; nothing restored (-if-replica-exists)`);
+      if (flags.json) {
+        ctx.out(JSON.stringify({ db_path: out && resolve(out), name, skipped: "no_backup" }));
+      }
+      return 0;
+    }
+    throw e;
+  }
+}
+
+async function restoreFrom(
+  replica: Replica,
+  name: string,
+  out: string | undefined,
+  target: TargetOptions,
+  flags: Flags,
+  ctx: CliContext,
+  hooks: ReturnType<typeof webhookSender>,
+): Promise<number> {
   if (flags["dry-run"]) {
     const plan = await restorePlan({ bucket: replica, name, ...target });
     if (flags.json) {
@@ -98,6 +165,8 @@ async function restoreWith(
       ...target,
       force: Boolean(flags.force),
       checkRecordedChecksum: !flags["no-checksum-record"],
+      generation: str(flags, "generation"),
+      index: v3Index(str(flags, "index")),
       onFallback: (f) => {
         progress?.done();
         note(ctx, `${f.key} is corrupt (${f.reason}); restoring without it from ${describe(f)}`);
@@ -127,13 +196,60 @@ async function restoreWith(
       duration_ms: ms,
       integrity_check: "ok",
       clamped_to_latest: result.clampedToLatest,
+      ...(result.v3
+        ? {
+          v3: {
+            generation: result.v3.generation,
+            index: result.v3.index,
+            offset: result.v3.offset,
+            segments: result.v3.segments,
+            timestamp: result.v3.timestamp.toISOString(),
+          },
+        }
+        : {}),
     }));
+  } else if (result.v3) {
+    const v = result.v3;
+    ctx.out(
+      `restored ${name} to ${result.outPath} from Litestream v0.3 generation ${v.generation} ` +
+        `at WAL index ${v.index} (${v.segments} segment(s), ${result.bytes} bytes, ${ms} ms, ` +
+        "integrity ok)",
+    );
   } else {
     ctx.out(
       `restored ${name} to ${result.outPath} at TXID ${result.txid} (${result.files} file(s), ${result.bytes} bytes, ${ms} ms, integrity ok)`,
     );
   }
   return 0;
+}
+
+/** `--index N` of a v0.3 restore: decimal or 8 hex digits as in its file names. */
+function v3Index(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const n = /^[0-9a-f]{8}$/i.test(s) ? parseInt(s, 16) : /^\d+$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new ConfigError(
+      `restore: --index expects a WAL index (decimal or 8 hex digits), got "${s}"`,
+    );
+  }
+  return n;
+}
+
+/** Whether anything (any layout, any file) exists under the database's prefix in the replica. */
+async function hasObjects(replica: Replica, name: string): Promise<boolean> {
+  for await (const _ of replica.storage.list(`${databasePrefix(replica, name)}/`)) return true;
+  return false;
+}
+
+/** Whether `path` exists as anything (Litestream's -if-db-not-exists test is a plain stat). */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
 }
 
 /** The fallback plan in a few words: its base and how many files follow it. */

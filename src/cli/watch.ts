@@ -1,4 +1,4 @@
-/** `walrust watch`: replicate databases continuously. */
+/** `walrust watch` (Litestream's `replicate`): replicate databases continuously. */
 import type { CliContext } from "./context.ts";
 import { type Flags, num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
@@ -11,8 +11,9 @@ import {
   resolveSync,
   type SyncSettings,
 } from "../config/schema.ts";
-import { expandDatabases } from "../config/globs.ts";
-import { replicaFromFlags, webhookSender } from "./replica_flags.ts";
+import { type DatabaseSpec, expandDatabases } from "../config/globs.ts";
+import { isReplicaUrl, replicaFromFlags, splitReplicaUrl, webhookSender } from "./replica_flags.ts";
+import { ExecChild } from "./exec.ts";
 import { replicate } from "../api.ts";
 import { log } from "../observe/log.ts";
 import { VERSION } from "../version.ts";
@@ -33,7 +34,18 @@ const OPTIONS = {
   "metrics-addr": { type: "string" },
   "no-metrics": { type: "boolean" },
   "metrics-process": { type: "boolean" },
+  exec: { type: "string" },
 } as const;
+
+/** How long a child gets between SIGTERM and SIGKILL when replication fails under it. */
+const EXEC_KILL_GRACE_MS = 10_000;
+
+/** The `-exec` child, shared by the signal handler and the command once it starts one. */
+interface ExecSlot {
+  child?: ExecChild;
+  /** Its exit code, once it exited. */
+  code?: number;
+}
 
 /** Flags that override [sync] settings; unset flags stay undefined so the file wins. */
 function syncFlags(flags: Record<string, unknown>): Partial<SyncSettings> {
@@ -65,18 +77,31 @@ function syncFlags(flags: Record<string, unknown>): Partial<SyncSettings> {
 }
 
 /**
- * Run `walrust watch`. Signals are handled from the first moment: one arriving during start-up
- * (loading the config, a long first snapshot) lets the start finish, then syncs what is committed,
- * drains the uploads and exits 0; a second signal exits at once (the queue is on disk).
+ * Run `walrust watch` (or `replicate`, its Litestream name: `command` names it in messages).
+ * Signals are handled from the first moment: one arriving during start-up (loading the config,
+ * a long first snapshot) lets the start finish, then syncs what is committed, drains the uploads
+ * and exits 0; a second signal exits at once (the queue is on disk). With `--exec CMD`, signals
+ * go to the child while it runs; when it exits, replication stops the same way and walrust exits
+ * with the child's code.
  */
-export async function runWatch(args: string[], ctx: CliContext): Promise<number> {
+export async function runWatch(
+  args: string[],
+  ctx: CliContext,
+  command = "watch",
+): Promise<number> {
   const stopping = new AbortController();
+  const exec: ExecSlot = {};
   let signals = 0;
   const onSignal = (sig: Deno.Signal) => {
+    if (exec.child?.running) {
+      log.info("forwarding the signal to the exec process", { signal: sig, pid: exec.child.pid });
+      exec.child.signal(sig);
+      return;
+    }
     signals++;
     if (signals > 1) {
       log.warn("second signal; exiting now", { signal: sig });
-      Deno.exit(130);
+      Deno.exit(exec.code ?? 130);
     }
     log.info("shutting down; finishing the current sync and draining uploads", { signal: sig });
     stopping.abort();
@@ -87,9 +112,11 @@ export async function runWatch(args: string[], ctx: CliContext): Promise<number>
     return [sig, fn] as const;
   });
   try {
-    return await watchUntilStopped(args, ctx, stopping.signal);
+    return await watchUntilStopped(args, ctx, stopping.signal, command, exec);
   } finally {
     for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
+    // Never leave the application running behind us (a failure before it could exit).
+    if (exec.child?.running) await exec.child.terminate(EXEC_KILL_GRACE_MS);
   }
 }
 
@@ -97,30 +124,67 @@ async function watchUntilStopped(
   args: string[],
   ctx: CliContext,
   stopped: AbortSignal,
+  command: string,
+  exec: ExecSlot,
 ): Promise<number> {
-  const { flags, positionals } = parseFlags("watch", args, OPTIONS);
+  const { flags, positionals } = parseFlags(command, args, OPTIONS);
   const flagSync = syncFlags(flags); // validate flags before touching anything
   const flagMetrics = metricsFlags(flags);
-  const config = await loadConfig(ctx.configPath);
-  const bucket = str(flags, "bucket") ?? config.s3.bucket;
-  if (!bucket) {
-    throw new ConfigError(
-      "watch: no replica given (fix: --bucket file:///path/to/backups or s3://bucket/prefix, or [s3] bucket in walrust.toml)",
-    );
+  const execFlag = str(flags, "exec");
+  if (execFlag !== undefined && execFlag.trim() === "") {
+    throw new ConfigError(`${command}: --exec needs a command (e.g. --exec "python3 app.py")`);
   }
-  const entries = positionals.length > 0
+  const config = await loadConfig(ctx.configPath);
+  const execCmd = execFlag ?? ((config as FileConfig & { exec?: string }).exec || undefined);
+  if (execCmd !== undefined && flags.once) {
+    throw new ConfigError(`${command}: --once cannot be used with --exec`);
+  }
+  let bucket = str(flags, "bucket") ?? config.s3.bucket;
+  let entries: DatabaseSpec[] = positionals.length > 0
     ? positionals.map((path) => ({ path, sync: {} }))
     : config.databases;
-  if (entries.length === 0) {
+  // Litestream's `replicate DB_PATH REPLICA_URL`: the URL's last segment names the database.
+  if (positionals.length === 2 && isReplicaUrl(positionals[1])) {
+    if (str(flags, "bucket") !== undefined) {
+      throw new ConfigError(`${command}: give a replica URL or --bucket, not both`);
+    }
+    const split = splitReplicaUrl(positionals[1]);
+    bucket = split.bucket;
+    entries = [{ path: positionals[0], prefix: split.name, sync: {} }];
+  } else if (positionals.some(isReplicaUrl)) {
     throw new ConfigError(
-      "watch: no databases given (fix: walrust watch app.db, or [[databases]] in walrust.toml)",
+      `${command}: a replica URL goes after exactly one database (${command} DB_PATH REPLICA_URL), ` +
+        "or use --bucket URL",
     );
   }
-  const dbs = await expandDatabases(entries, {
+  if (!bucket) {
+    throw new ConfigError(
+      `${command}: no replica given (fix: --bucket file:///path/to/backups or s3://bucket/prefix, or [s3] bucket in walrust.toml)`,
+    );
+  }
+  if (entries.length === 0) {
+    throw new ConfigError(
+      `${command}: no databases given (fix: walrust ${command} app.db, or [[databases]] in walrust.toml)`,
+    );
+  }
+  const expandOpts = {
     allowEmptyGlobs: config.allowEmptyGlobs,
     configPath: positionals.length > 0 ? undefined : config.path,
+  };
+  const dbs = await expandDatabases(entries, expandOpts);
+  // Directory watching: globs with `watch = true` are scanned again while running.
+  const watched = entries.filter((e) => e.watch);
+  const asOptions = (d: (typeof dbs)[number]) => ({
+    path: d.path,
+    name: d.prefix,
+    sync: resolveSync(config.sync, d.sync, flagSync),
+    retention: d.retention,
   });
-  if (dbs.length === 0) {
+  const discover = watched.length > 0
+    ? async () =>
+      (await expandDatabases(watched, { ...expandOpts, allowEmptyGlobs: true })).map(asOptions)
+    : undefined;
+  if (dbs.length === 0 && !discover) {
     log.warn("no database matched the configured globs; nothing to replicate");
     return 0;
   }
@@ -129,15 +193,11 @@ async function watchUntilStopped(
   const drainMs = drainFlag !== undefined ? drainFlag * 1000 : config.shutdownDrainMs ?? 10_000;
   const hooks = webhookSender(config);
   try {
-    const replica = await replicaFromFlags("watch", flags, ctx, config, hooks);
+    const replica = await replicaFromFlags(command, flags, ctx, config, hooks, bucket);
     const r = await replicate({
       bucket: replica,
-      databases: dbs.map((d) => ({
-        path: d.path,
-        name: d.prefix,
-        sync: resolveSync(config.sync, d.sync, flagSync),
-        retention: d.retention,
-      })),
+      databases: dbs.map(asOptions),
+      discover,
       maintenance: config.maintenance,
       retention: config.retention,
       cacheMaxBytes: resolveCache(config.cache).maxSize,
@@ -169,14 +229,28 @@ async function watchUntilStopped(
       })
       : undefined;
     if (!stopped.aborted) log.info("watching", { databases: dbs.length, replica: replica.url });
+    // The app starts only once replication runs, so its first commit is already watched.
+    if (execCmd !== undefined && !stopped.aborted) {
+      exec.child = ExecChild.start(execCmd);
+      log.info("started the exec process", { pid: exec.child.pid, command: execCmd });
+    }
     let fatal: unknown;
-    await Promise.race([
+    const ends: Promise<unknown>[] = [
       new Promise<void>((resolve) => {
         if (stopped.aborted) resolve();
         else stopped.addEventListener("abort", () => resolve(), { once: true });
       }),
       r.failed.catch((e) => (fatal = e)),
-    ]);
+    ];
+    // Only a real child may end the race: Promise.race settles at once on a non-promise.
+    if (exec.child) ends.push(exec.child.exited.then((code) => (exec.code = code)));
+    await Promise.race(ends);
+    if (exec.child?.running && fatal !== undefined) {
+      log.error("replication failed; stopping the exec process", { pid: exec.child.pid });
+      exec.code = await exec.child.terminate(EXEC_KILL_GRACE_MS);
+    } else if (exec.code !== undefined) {
+      log.info("the exec process exited; stopping replication", { exit_code: exec.code });
+    }
     await server?.close();
     if (!(await r.stop())) {
       log.warn(
@@ -185,7 +259,7 @@ async function watchUntilStopped(
     }
     await hooks.flush(5_000);
     if (fatal !== undefined) throw fatal;
-    return 0;
+    return exec.code ?? 0;
   } catch (e) {
     // Alerts raised on the way out (auth failure, ...) must still reach their receivers.
     await hooks.flush(5_000);

@@ -10,6 +10,8 @@ export interface DatabaseSpec {
   prefix?: string;
   sync?: Partial<SyncSettings>;
   retention?: Partial<RetentionSettings>;
+  /** Directory watching: the glob may match nothing now; new files are looked for while running. */
+  watch?: boolean;
   /** Line in the config file, for error messages. */
   line?: number;
 }
@@ -191,7 +193,7 @@ export async function expandDatabases(
       if (bad) throw new ConfigError(`${where(i, "prefix")}: ${bad}`);
       files = await globFiles(abs);
       if (files.length === 0) {
-        if (opts.allowEmptyGlobs) continue;
+        if (opts.allowEmptyGlobs || entry.watch) continue;
         throw new ConfigError(
           `${where(i, "path")}: glob ${JSON.stringify(entry.path)}` +
             `${entry.path === abs ? "" : ` (${abs})`} matched no database files ` +

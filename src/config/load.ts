@@ -1,5 +1,6 @@
 /**
- * Read walrust.toml: find the file, expand `$VAR`, parse, and validate every key strictly.
+ * Read the config file: walrust.toml, or a Litestream v0.5 litestream.yml as-is (see
+ * ./litestream.ts). Find the file, expand `$VAR`, parse, and validate every key strictly.
  * Every problem becomes a one-line ConfigError `<file>:<line>: <key path>: <problem> (<fix>)`.
  */
 
@@ -7,7 +8,7 @@ import { parse, TomlError } from "smol-toml";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { byteSize, durationMs } from "./duration.ts";
-import { globPrefixProblem, prefixProblem } from "./globs.ts";
+import { globPrefixProblem, isGlobPattern, prefixProblem } from "./globs.ts";
 import {
   type CacheSettings,
   type DatabaseEntry,
@@ -30,35 +31,75 @@ import {
 
 /** Options for {@link loadConfig}. */
 export interface LoadOptions {
-  /** Variables for `$VAR` expansion; default the process environment. */
+  /** Variables for `$VAR` expansion and LITESTREAM_CONFIG; default the process environment. */
   env?: Record<string, string>;
   /** Base for a relative `path` and for finding `./walrust.toml`; default Deno.cwd(). */
   cwd?: string;
+  /** The litestream.yml tried last when no file is named; default /etc/litestream.yml. */
+  litestreamDefault?: string;
 }
 
 /** The file name looked for in the working directory when no --config is given. */
 export const DEFAULT_CONFIG_NAME = "walrust.toml";
 
+/** Litestream's default config file, used when there is no walrust.toml. */
+export const DEFAULT_LITESTREAM_CONFIG = "/etc/litestream.yml";
+
+type Format = "toml" | "yaml";
+
+/** The parser a file name calls for: .yml/.yaml are YAML, .toml is TOML, else `fallback`. */
+function formatOf(name: string, fallback: Format): Format {
+  if (/\.ya?ml$/i.test(name)) return "yaml";
+  if (/\.toml$/i.test(name)) return "toml";
+  return fallback;
+}
+
 /**
- * Load and validate a config file. A given `path` must exist; without one, `./walrust.toml`
- * is used when present, else an empty config is returned.
+ * Load and validate a config file. A given `path` must exist (YAML when it ends in .yml or
+ * .yaml, else TOML). Without one: `./walrust.toml` when present, else the litestream.yml named
+ * by LITESTREAM_CONFIG (which must exist), else /etc/litestream.yml when present, else an
+ * empty config.
  */
 export async function loadConfig(
   path: string | undefined,
   opts: LoadOptions = {},
 ): Promise<FileConfig> {
   const cwd = opts.cwd ?? Deno.cwd();
-  const file = path ?? DEFAULT_CONFIG_NAME;
-  const abs = resolve(cwd, file);
-  let text: string;
+  const env = opts.env ?? Deno.env.toObject();
+  if (path !== undefined) {
+    const text = await readConfigText(resolve(cwd, path), path, "check the --config path");
+    return await parseAny(text!, path, resolve(cwd, path), formatOf(path, "toml"), env, cwd);
+  }
+  const local = resolve(cwd, DEFAULT_CONFIG_NAME);
+  const localText = await readConfigText(local, DEFAULT_CONFIG_NAME);
+  if (localText !== undefined) {
+    return parseConfig(localText, { file: DEFAULT_CONFIG_NAME, path: local, env });
+  }
+  const named = env.LITESTREAM_CONFIG;
+  if (named) {
+    const abs = resolve(cwd, named);
+    const text = await readConfigText(abs, named, "it is named by LITESTREAM_CONFIG");
+    return await parseAny(text!, named, abs, formatOf(named, "yaml"), env, cwd);
+  }
+  const fallback = opts.litestreamDefault ?? DEFAULT_LITESTREAM_CONFIG;
+  const abs = resolve(cwd, fallback);
+  const text = await readConfigText(abs, fallback);
+  if (text === undefined) return emptyFileConfig();
+  return await parseAny(text, fallback, abs, formatOf(fallback, "yaml"), env, cwd);
+}
+
+/** The file's text; undefined when it does not exist and no `required` fix is given. */
+async function readConfigText(
+  abs: string,
+  file: string,
+  required?: string,
+): Promise<string | undefined> {
   try {
-    text = await Deno.readTextFile(abs);
+    return await Deno.readTextFile(abs);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      if (path === undefined) return emptyFileConfig();
-      throw new ConfigError(`config file not found: ${file} (check the --config path)`, {
-        cause: err,
-      });
+      if (required === undefined) return undefined;
+      throw new ConfigError(`config file not found: ${file} (${required})`, { cause: err });
     }
     if (err instanceof Deno.errors.IsADirectory) {
       throw new ConfigError(`config file is a directory: ${file}`, { cause: err });
@@ -67,7 +108,20 @@ export async function loadConfig(
       cause: err,
     });
   }
-  return parseConfig(text, { file, path: abs, env: opts.env ?? Deno.env.toObject() });
+}
+
+async function parseAny(
+  text: string,
+  file: string,
+  path: string,
+  format: Format,
+  env: Record<string, string>,
+  cwd: string,
+): Promise<FileConfig> {
+  if (format === "toml") return parseConfig(text, { file, path, env });
+  // Imported here so walrust.toml users never load the YAML parser.
+  const { parseLitestreamConfig } = await import("./litestream.ts");
+  return parseLitestreamConfig(text, { file, path, env, cwd }).config;
 }
 
 /** Options for {@link parseConfig}. */
@@ -88,6 +142,13 @@ export function parseConfig(text: string, opts: ParseConfigOptions): FileConfig 
     doc = parse(expanded) as Table;
   } catch (err) {
     if (err instanceof TomlError) {
+      if (looksLikeYaml(text)) {
+        throw new ConfigError(
+          `${opts.file}:${err.line}: invalid TOML: this looks like YAML; name it .yml ` +
+            "(or .yaml) to read it as a litestream.yml",
+          { cause: err },
+        );
+      }
       const first = err.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
       throw new ConfigError(`${opts.file}:${err.line}:${err.column}: invalid TOML: ${first}`, {
         cause: err,
@@ -99,6 +160,21 @@ export function parseConfig(text: string, opts: ParseConfigOptions): FileConfig 
   const config = readRoot(ctx, doc);
   if (opts.path) config.path = opts.path;
   return config;
+}
+
+/**
+ * True when `text` reads as YAML (`key: value` or `- item` lines) and has no TOML syntax
+ * (`[table]` headers, `key = value` lines). Only used to word an error; never to pick a parser.
+ */
+export function looksLikeYaml(text: string): boolean {
+  let yamlish = false;
+  for (const line of text.split(/\r?\n/)) {
+    const t = line.trim();
+    if (t === "" || t.startsWith("#") || t === "---") continue;
+    if (/^\[[^\]:]*\]+\s*(#.*)?$/.test(t) || /^[A-Za-z0-9_."'-]+\s*=/.test(t)) return false;
+    if (/^-(\s|$)/.test(t) || /^[A-Za-z0-9_."'-]+\s*:(\s|$)/.test(t)) yamlish = true;
+  }
+  return yamlish;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,10 +386,15 @@ const RETIRED_KEYS: Record<string, string> = {
   compaction: 'it is a table of its own: [compaction] levels = ["30s", "5m", "1h"]',
 };
 
+/** The allowed key a misspelt `key` most likely meant, if any is close enough. */
+export function closestKey(key: string, allowed: readonly string[]): string | undefined {
+  return allowed.find((a) => editDistance(a, key) <= Math.max(1, Math.floor(a.length / 4)));
+}
+
 function allowKeys(ctx: Ctx, path: string, t: Table, allowed: readonly string[]): void {
   for (const key of Object.keys(t)) {
     if (allowed.includes(key)) continue;
-    const near = allowed.find((a) => editDistance(a, key) <= Math.max(1, Math.floor(a.length / 4)));
+    const near = closestKey(key, allowed);
     const fix = RETIRED_KEYS[key] ??
       (near ? `did you mean ${near}?` : `allowed here: ${allowed.join(", ")}`);
     ctx.fail(at(path, key), "unknown key", fix);
@@ -337,7 +418,9 @@ function readSpec<T>(ctx: Ctx, path: string, t: Table, spec: Spec<T>, extra: str
   allowKeys(ctx, path, t, [...entries.map(([, [key]]) => key), ...extra]);
   const out: Partial<T> = {};
   for (const [prop, [key, read]] of entries) {
-    if (t[key] !== undefined) out[prop] = read(ctx, at(path, key), t[key]) as T[keyof T & string];
+    if (t[key] === undefined) continue;
+    const value = read(ctx, at(path, key), t[key]);
+    if (value !== undefined) out[prop] = value as T[keyof T & string];
   }
   return out;
 }
@@ -354,6 +437,12 @@ const text: Read<string> = (ctx, path, v) => {
     return ctx.fail(path, "must not be empty", "remove the key to use the default");
   }
   return v;
+};
+
+/** Credentials: a string; empty (an unset `$VAR`) means "not set: use the AWS chain". */
+const credential: Read<string | undefined> = (ctx, path, v) => {
+  if (typeof v !== "string") return ctx.fail(path, `expected a string, got ${describe(v)}`);
+  return v.trim() === "" ? undefined : v;
 };
 
 function int(min: number, max = Number.MAX_SAFE_INTEGER): Read<number> {
@@ -521,6 +610,8 @@ const S3_SPEC: Spec<S3Settings> = {
   endpoint: ["endpoint", httpUrl],
   region: ["region", text],
   forcePathStyle: ["force_path_style", bool],
+  accessKeyId: ["access_key_id", credential],
+  secretAccessKey: ["secret_access_key", credential],
 };
 
 const CACHE_SPEC: Spec<CacheSettings> = {
@@ -542,8 +633,28 @@ const LOG_SPEC: Spec<LogSettings> = {
   level: ["level", oneOf(LOG_LEVELS)],
 };
 
+/** Property -> TOML key of each settings table, for writing walrust.toml (see ./convert.ts). */
+export const TOML_KEYS = {
+  sync: tomlKeys(SYNC_SPEC),
+  retention: tomlKeys(RETENTION_SPEC),
+  retry: tomlKeys(RETRY_SPEC),
+  s3: tomlKeys(S3_SPEC),
+  cache: tomlKeys(CACHE_SPEC),
+  metrics: tomlKeys(METRICS_SPEC),
+  log: tomlKeys(LOG_SPEC),
+} as const;
+
+function tomlKeys<T>(spec: Spec<T>): { readonly [K in keyof T]-?: string } {
+  const out: Record<string, string> = {};
+  for (const [prop, [key]] of Object.entries(spec) as [string, readonly [string, unknown]][]) {
+    out[prop] = key;
+  }
+  return out as { readonly [K in keyof T]-?: string };
+}
+
 const ROOT_KEYS = [
   "allow_empty_globs",
+  "exec",
   "s3",
   "sync",
   "retention",
@@ -564,7 +675,18 @@ function readRoot(ctx: Ctx, doc: Table): FileConfig {
   }
   const section = (key: string) => (doc[key] === undefined ? {} : table(ctx, key, doc[key]));
 
+  if (doc.exec !== undefined) config.exec = text(ctx, "exec", doc.exec);
   config.s3 = readSpec(ctx, "s3", section("s3"), S3_SPEC);
+  if ((config.s3.accessKeyId === undefined) !== (config.s3.secretAccessKey === undefined)) {
+    const [set, unset] = config.s3.accessKeyId === undefined
+      ? ["secret_access_key", "access_key_id"]
+      : ["access_key_id", "secret_access_key"];
+    ctx.fail(
+      `s3.${set}`,
+      `is set but ${unset} is not (or is empty)`,
+      "set both, or neither to use the AWS credential chain",
+    );
+  }
 
   const sync = section("sync");
   config.sync = readSpec(ctx, "sync", sync, SYNC_SPEC, ["upload_concurrency", "shutdown_drain"]);
@@ -690,7 +812,7 @@ function readDatabase(
   t: Table,
   globalRetention: Partial<RetentionSettings>,
 ): DatabaseEntry {
-  const sync = readSpec(ctx, path, t, SYNC_SPEC, ["path", "prefix", "retention"]);
+  const sync = readSpec(ctx, path, t, SYNC_SPEC, ["path", "prefix", "retention", "watch"]);
   if (t.path === undefined) {
     ctx.fail(path, "missing required key path", 'add path = "/data/app.db"');
   }
@@ -702,6 +824,12 @@ function readDatabase(
     const bad = prefixProblem(prefix) ?? globPrefixProblem(entry.path, prefix);
     if (bad) ctx.fail(at(path, "prefix"), bad);
     entry.prefix = prefix;
+  }
+  if (t.watch !== undefined && bool(ctx, at(path, "watch"), t.watch)) {
+    if (!isGlobPattern(entry.path)) {
+      ctx.fail(at(path, "watch"), "needs a glob path", 'e.g. path = "/data/tenants/*.db"');
+    }
+    entry.watch = true;
   }
   if (t.retention !== undefined) {
     const rpath = at(path, "retention");

@@ -142,6 +142,11 @@ export interface DatabaseEntry {
   retention?: Partial<RetentionSettings>;
   /** Line in the config file, for error messages. */
   line?: number;
+  /**
+   * Keep looking for new files matching this glob while watch runs, and allow it to match none
+   * at start (Litestream `watch: true` on a `dir:` entry). Only ever set to true, on globs.
+   */
+  watch?: boolean;
 }
 
 /** `[s3]`: where replicas go. */
@@ -151,6 +156,10 @@ export interface S3Settings {
   endpoint?: string;
   region?: string;
   forcePathStyle?: boolean;
+  /** Static credentials (Litestream `access-key-id`); set together with secretAccessKey. */
+  accessKeyId?: string;
+  /** Static credentials (Litestream `secret-access-key`); set together with accessKeyId. */
+  secretAccessKey?: string;
 }
 
 /** A validated walrust.toml; every setting is optional so flags and defaults can be layered. */
@@ -173,6 +182,16 @@ export interface FileConfig {
   log: Partial<LogSettings>;
   webhooks: WebhookSettings[];
   databases: DatabaseEntry[];
+  /**
+   * A shell command line to run as a child once replication has started (Litestream `exec`,
+   * the `--exec` flag's config form); walrust stops when it exits.
+   */
+  exec?: string;
+  /**
+   * Settings read but not used (a litestream.yml's keys walrust does not implement), one line
+   * each, `<file>:<line>: <key>: <why>`. The caller logs them as warnings.
+   */
+  warnings?: string[];
 }
 
 const KIB = 1024;

@@ -7,6 +7,7 @@ import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import { readAll, type Storage } from "../storage/port.ts";
 import type { DbReplica } from "../storage/replica.ts";
 import type { Target } from "./time.ts";
+import { hasV3Layout, V3ReplicaError } from "./v3.ts";
 
 export type { Target } from "./time.ts";
 
@@ -255,18 +256,12 @@ function txidMessage(
   return parts.join("; ");
 }
 
-/** Raise the right error for a prefix without LTX files: a v0.3 replica, or nothing at all. */
+/**
+ * Raise the right error for a prefix without LTX files: V3ReplicaError for a Litestream v0.3
+ * backup (restore() catches it and takes the v0.3 path), else "no backup".
+ */
 async function failNoFiles(db: DbReplica): Promise<never> {
-  const p = db.prefix.replace(/\/+$/, "");
-  const dir = p === "" ? "generations/" : `${p}/generations/`;
-  for await (const obj of db.storage.list(dir)) {
-    if (/^[0-9a-f]{16}\//.test(obj.key.slice(dir.length))) {
-      throw new RestoreError(
-        `${db.where} is a Litestream v0.3 replica (generations/); ` +
-          "only the v0.5 LTX layout is supported",
-      );
-    }
-  }
+  if (await hasV3Layout(db.storage, db.prefix)) throw new V3ReplicaError(db.where);
   throw new RestoreError(`no backup found at ${db.where}`);
 }
 

@@ -28,6 +28,10 @@ export interface S3Overrides {
   region?: string;
   /** Path-style addressing (bucket in the path, not the host name). */
   forcePathStyle?: boolean;
+  /** Static credentials (both or neither); without them the SDK's default chain is used. */
+  accessKeyId?: string;
+  /** The secret key that goes with `accessKeyId`. */
+  secretAccessKey?: string;
 }
 
 /** Retries, circuit breaker and their events, applied to every backend. */
@@ -64,6 +68,8 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
     endpoint: s3.endpoint ?? parsed.endpoint,
     region: s3.region ?? parsed.region,
     forcePathStyle: s3.forcePathStyle ?? parsed.forcePathStyle,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
   });
   return { storage, kind: "s3", basePrefix: parsed.prefix, url };
 }

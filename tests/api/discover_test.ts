@@ -9,6 +9,8 @@ import { Logger } from "../../src/observe/log.ts";
 import { cliSql } from "../helpers/apps.ts";
 import { dumpContent } from "../helpers/sqlite_writer.ts";
 import { integrityCheck } from "../../src/sqlite/handle.ts";
+import { WalrustProcess } from "../helpers/walrust.ts";
+import { waitCaughtUp } from "../helpers/replica.ts";
 
 async function until(what: string, fn: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -78,6 +80,34 @@ Deno.test("discover: databases created while running join, a deleted one leaves,
     }
   } finally {
     await r.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("watch with [[databases]] watch = true replicates a database created after the start", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-watchdir-" });
+  await Deno.mkdir(`${dir}/data`);
+  await Deno.writeTextFile(
+    `${dir}/walrust.toml`,
+    `[s3]\nbucket = "file://${dir}/replica"\n[sync]\nwal_sync_interval = 0.1\n` +
+      `[[databases]]\npath = "data/*.db"\nwatch = true\n`,
+  );
+  const watch = new WalrustProcess(["--config", `${dir}/walrust.toml`, "watch", "--no-metrics"]);
+  try {
+    await watch.waitFor("watching");
+    const db = `${dir}/data/new.db`;
+    await cliSql(db, "PRAGMA journal_mode=WAL; CREATE TABLE t (v); INSERT INTO t VALUES ('x')");
+    await watch.waitFor("replicating a new database");
+    await cliSql(db, "INSERT INTO t VALUES ('y')");
+    await waitCaughtUp(db, `${dir}/replica`, "new.db");
+    watch.kill("SIGTERM");
+    assert.equal(await watch.wait(), 0, watch.stderr);
+    const out = `${dir}/restored.db`;
+    await restore({ name: "new.db", output: out, bucket: `file://${dir}/replica` });
+    assert.equal(await dumpContent(out), await dumpContent(db));
+  } finally {
+    watch.kill("SIGKILL");
+    await watch.wait();
     await Deno.remove(dir, { recursive: true });
   }
 });
