@@ -13,7 +13,7 @@ import {
 } from "./replica_flags.ts";
 import { ConfigError, RestoreError } from "../errors.ts";
 import { parseBucketUrl } from "../storage/url.ts";
-import { list, listFiles } from "../api.ts";
+import { type DatabaseSummary, list, listFiles } from "../api.ts";
 import { formatTXID } from "../ltx/names.ts";
 
 const OPTIONS = { ...REPLICA_OPTIONS, json: { type: "boolean" } } as const;
@@ -26,6 +26,22 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
   const want = positionals[0];
   if (want !== undefined) {
     const rows = await listFiles({ bucket: replica, name: want });
+    if (rows.length === 0) {
+      // A Litestream v0.3 backup has no LTX files: show its generations instead.
+      const v3 = (await list({ bucket: replica })).find((d) =>
+        d.name === want && d.format === "v0.3"
+      );
+      if (v3) {
+        if (flags.json) {
+          ctx.out(
+            JSON.stringify({ name: want, format: "v0.3", generations: v3.generations }, null, 2),
+          );
+        } else {
+          printGenerations([v3], ctx);
+        }
+        return 0;
+      }
+    }
     // The same answer as restore gives for a name with no backup, in text and JSON alike.
     if (rows.length === 0) {
       throw new RestoreError(
@@ -91,7 +107,32 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
     String(d.bytes),
   ]);
   printTable([header, ...table], ctx);
+  // Litestream v0.3 backups are listed for what they are: generations, not LTX levels.
+  const v3 = dbs.filter((d) => d.format === "v0.3");
+  if (v3.length > 0) {
+    ctx.out("\nLitestream v0.3 backups (generations layout; walrust restore reads them):");
+    printGenerations(v3, ctx);
+  }
   return 0;
+}
+
+/** The generations of Litestream v0.3 backups, one row each. */
+function printGenerations(v3: DatabaseSummary[], ctx: CliContext): void {
+  printTable([
+    ["name", "generation", "snapshots", "wal_segments", "indexes", "oldest", "newest", "bytes"],
+    ...v3.flatMap((d) =>
+      d.generations.map((g) => [
+        d.name,
+        g.id,
+        String(g.snapshots),
+        String(g.segments),
+        `${g.firstIndex}-${g.latestIndex}`,
+        g.oldest.toISOString(),
+        g.newest.toISOString(),
+        String(g.bytes),
+      ])
+    ),
+  ], ctx);
 }
 
 const LTX_OPTIONS = {
