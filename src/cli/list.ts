@@ -13,7 +13,7 @@ import {
 } from "./replica_flags.ts";
 import { ConfigError, RestoreError } from "../errors.ts";
 import { parseBucketUrl } from "../storage/url.ts";
-import { type DatabaseSummary, list, listFiles } from "../api.ts";
+import { type DatabaseSummary, type FileSummary, list, listFiles } from "../api.ts";
 import { formatTXID } from "../ltx/names.ts";
 
 const OPTIONS = { ...REPLICA_OPTIONS, json: { type: "boolean" } } as const;
@@ -48,31 +48,7 @@ export async function runList(args: string[], ctx: CliContext): Promise<number> 
         `no backup of ${want} at ${replica.url} ('walrust list' without NAME shows the databases there)`,
       );
     }
-    if (flags.json) {
-      ctx.out(JSON.stringify(
-        rows.map((r) => ({
-          level: r.level,
-          min_txid: formatTXID(r.minTXID),
-          max_txid: formatTXID(r.maxTXID),
-          size: r.size,
-          created: r.created.toISOString(),
-          key: r.key,
-        })),
-        null,
-        2,
-      ));
-      return 0;
-    }
-    printTable([
-      ["level", "min_txid", "max_txid", "size", "created"],
-      ...rows.map((r) => [
-        String(r.level),
-        formatTXID(r.minTXID),
-        formatTXID(r.maxTXID),
-        String(r.size),
-        r.created.toISOString(),
-      ]),
-    ], ctx);
+    printFiles(rows, ctx, { json: Boolean(flags.json), timeKey: "created" });
     return 0;
   }
   const dbs = await list({ bucket: replica });
@@ -162,20 +138,31 @@ export async function runLtxFiles(args: string[], ctx: CliContext): Promise<numb
   const replica = await replicaFromFlags("ltx", flags, ctx, config, undefined, db.bucketUrl);
   const rows = (await listFiles({ bucket: replica, name: db.name }))
     .filter((r) => level === "all" || r.level === Number(level));
-  if (flags.json) {
+  // Litestream's `ltx -json` names the time "timestamp".
+  printFiles(rows, ctx, { json: Boolean(flags.json), timeKey: "timestamp" });
+  return 0;
+}
+
+/** One database's LTX files: a table, or JSON with 16-hex TXIDs. */
+function printFiles(
+  rows: FileSummary[],
+  ctx: CliContext,
+  o: { json: boolean; timeKey: "created" | "timestamp" },
+): void {
+  if (o.json) {
     ctx.out(JSON.stringify(
       rows.map((r) => ({
         level: r.level,
         min_txid: formatTXID(r.minTXID),
         max_txid: formatTXID(r.maxTXID),
         size: r.size,
-        timestamp: r.created.toISOString(),
+        [o.timeKey]: r.created.toISOString(),
         key: r.key,
       })),
       null,
       2,
     ));
-    return 0;
+    return;
   }
   printTable([
     ["level", "min_txid", "max_txid", "size", "created"],
@@ -187,7 +174,6 @@ export async function runLtxFiles(args: string[], ctx: CliContext): Promise<numb
       r.created.toISOString(),
     ]),
   ], ctx);
-  return 0;
 }
 
 /**

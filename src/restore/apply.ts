@@ -94,15 +94,7 @@ export async function applyPlan(
 
     checkIntegrity(tmp, opts.integrity ?? "full");
     await removeSidecars(tmp);
-    // A watcher may have started on the output while the restore ran.
-    refuseWatched(outPath);
-    if (opts.force) {
-      // Stale -wal/-shm of the old file must go first, or SQLite would apply a foreign WAL.
-      await removeSidecars(outPath);
-      await Deno.rename(tmp, outPath);
-    } else {
-      await placeNoClobber(tmp, outPath);
-    }
+    await placeRestored(tmp, outPath, opts.force ?? false);
     await fsyncDir(dir);
     return {
       txid: state.txid,
@@ -192,6 +184,21 @@ async function refuseExisting(outPath: string): Promise<void> {
     if (await statOrUndefined(p)) {
       throw new RestoreError(`${p} already exists; use --force to replace it`);
     }
+  }
+}
+
+/**
+ * Move a checked temp file into place: never over a database a running walrust replicates (one
+ * may have started meanwhile); with `force` the old file's -wal/-shm go first (SQLite would apply
+ * a foreign WAL), else nothing that appeared at the output is replaced.
+ */
+export async function placeRestored(tmp: string, outPath: string, force: boolean): Promise<void> {
+  refuseWatched(outPath);
+  if (force) {
+    await removeSidecars(outPath);
+    await Deno.rename(tmp, outPath);
+  } else {
+    await placeNoClobber(tmp, outPath);
   }
 }
 
@@ -392,7 +399,7 @@ class PageSet {
  * Run SQLite's check on the temp file; anything but "ok" is an IntegrityError. handle.ts offers
  * only the full integrity_check, so "quick" runs it too (stricter, slower).
  */
-function checkIntegrity(path: string, mode: "full" | "quick" | "none"): void {
+export function checkIntegrity(path: string, mode: "full" | "quick" | "none"): void {
   if (mode === "none") return;
   let rows: string[];
   try {
@@ -416,11 +423,13 @@ function checkIntegrity(path: string, mode: "full" | "quick" | "none"): void {
   }
 }
 
-async function removeSidecars(path: string): Promise<void> {
+/** Remove `-wal`, `-shm` and `-journal` beside `path`, if there. */
+export async function removeSidecars(path: string): Promise<void> {
   for (const s of SIDECARS) await removeQuietly(path + s);
 }
 
-async function removeQuietly(path: string): Promise<void> {
+/** Remove a file; a missing one is not an error. */
+export async function removeQuietly(path: string): Promise<void> {
   try {
     await Deno.remove(path);
   } catch (e) {

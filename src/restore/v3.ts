@@ -21,13 +21,17 @@ import { dirname } from "node:path";
 import { ConfigError, DatabaseError, IntegrityError, RestoreError } from "../errors.ts";
 import { ByteReader } from "../ltx/byte_reader.ts";
 import { decompressBlockInto, LZ4_FRAME_MAGIC, xxh32 } from "../ltx/lz4.ts";
-import { integrityCheck } from "../sqlite/handle.ts";
 import { readAt } from "../sqlite/pagefile.ts";
 import { readWalHeader, scanWal, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from "../sqlite/wal.ts";
-import { isWatched } from "../sqlite/watchlock.ts";
 import type { ObjectInfo, Storage } from "../storage/port.ts";
 import { fsyncDir, writeAll } from "../fsutil.ts";
-import { checkRestoreOutput } from "./apply.ts";
+import {
+  checkIntegrity,
+  checkRestoreOutput,
+  placeRestored,
+  removeQuietly,
+  removeSidecars,
+} from "./apply.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Layout
@@ -627,7 +631,6 @@ export interface V3RestoreResult {
 }
 
 const SQLITE_MAGIC = "SQLite format 3\0";
-const SIDECARS = ["-wal", "-shm", "-journal"];
 const RUN_BYTES = 1 << 20;
 
 /**
@@ -678,7 +681,7 @@ export async function applyV3Plan(
     db = undefined;
     checkIntegrity(tmp, opts.integrity ?? "full");
     await removeSidecars(tmp);
-    await place(tmp, outPath, opts.force ?? false);
+    await placeRestored(tmp, outPath, opts.force ?? false);
     await fsyncDir(dirname(outPath));
     return {
       generation: plan.generation,
@@ -845,82 +848,6 @@ async function writeFrames(
     n++;
   }
   await flush();
-}
-
-/** integrity_check (immutable open: no -wal/-shm appear); anything but "ok" is an IntegrityError. */
-function checkIntegrity(path: string, mode: "full" | "quick" | "none"): void {
-  if (mode === "none") return;
-  let rows: string[];
-  try {
-    rows = integrityCheck(path);
-  } catch (e) {
-    if (e instanceof DatabaseError) {
-      throw new IntegrityError(`restored database failed PRAGMA integrity_check: ${e.message}`, {
-        cause: e,
-      });
-    }
-    throw e;
-  }
-  if (rows.length !== 1 || rows[0] !== "ok") {
-    const lines = rows.flatMap((r) => r.split("\n")).filter((l) => !l.startsWith("*** "));
-    const more = lines.length > 3 ? ` (and ${lines.length - 3} more)` : "";
-    throw new IntegrityError(
-      `restored database failed PRAGMA integrity_check: ${lines.slice(0, 3).join("; ")}${more}`,
-    );
-  }
-}
-
-/** Move the checked temp file into place (the same rules as LTX restores, apply.ts). */
-async function place(tmp: string, outPath: string, force: boolean): Promise<void> {
-  // A watcher may have started on the output while the restore ran.
-  if (isWatched(outPath)) {
-    throw new RestoreError(
-      `${outPath} is being replicated by a running walrust process; stop it first ` +
-        "(restoring over a live database would corrupt it)",
-    );
-  }
-  if (force) {
-    // Stale -wal/-shm of the old file must go first, or SQLite would apply a foreign WAL.
-    await removeSidecars(outPath);
-    await Deno.rename(tmp, outPath);
-    return;
-  }
-  for (const p of [outPath, ...SIDECARS.map((s) => outPath + s)]) {
-    if (await exists(p)) throw new RestoreError(`${p} already exists; use --force to replace it`);
-  }
-  try {
-    // link fails atomically if outPath appeared meanwhile; rename would replace it.
-    await Deno.link(tmp, outPath);
-  } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) {
-      throw new RestoreError(`${outPath} appeared during the restore; use --force to replace it`);
-    }
-    await Deno.rename(tmp, outPath); // no hard links here: the check above must do
-    return;
-  }
-  await removeQuietly(tmp);
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await Deno.lstat(p);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-async function removeSidecars(path: string): Promise<void> {
-  for (const s of SIDECARS) await removeQuietly(path + s);
-}
-
-async function removeQuietly(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
