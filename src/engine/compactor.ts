@@ -12,6 +12,7 @@ import { formatTXID } from "../ltx/names.ts";
 import { IntegrityError, LtxError, WalrustError } from "../errors.ts";
 import { POST_APPLY_CHECKSUM_META, timestampMeta } from "../storage/layout.ts";
 import type { DbReplica, ReplicaFile } from "../storage/replica.ts";
+import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import { removeIfExists, writeAll } from "../fsutil.ts";
 import type { Logger } from "../observe/log.ts";
 import type { LocalState } from "./localstate.ts";
@@ -60,6 +61,8 @@ export class LevelCompactor {
   #nextAt: number[];
   /** Per level: its inputs up to this TXID failed to merge (damaged); they are not retried. */
   #badThrough: number[];
+  /** The newest snapshot's TXID: level-0 files at or below it are not merged into level 1. */
+  #snapshotThrough = 0;
 
   constructor(o: CompactorOptions, now = Date.now()) {
     this.#o = o;
@@ -79,6 +82,9 @@ export class LevelCompactor {
    * schedule each level one interval after its newest file was written.
    */
   seed(files: readonly ReplicaFile[], now = Date.now()): void {
+    for (const f of files) {
+      if (f.level === SNAPSHOT_LEVEL && f.minTXID === 1) this.noteSnapshot(f.maxTXID);
+    }
     for (let level = 0; level <= this.maxLevel; level++) {
       let max = 0;
       let at = 0;
@@ -95,6 +101,15 @@ export class LevelCompactor {
         );
       }
     }
+  }
+
+  /**
+   * A snapshot 1..`txid` reached the replica. Level-0 files it covers are not merged into level 1
+   * (a restore starts from the snapshot; merging them would copy the whole database up every
+   * level at each start), and they expire after `l0_retention` like covered ones.
+   */
+  noteSnapshot(txid: number): void {
+    this.#snapshotThrough = Math.max(this.#snapshotThrough, txid);
   }
 
   /** A level-0 file ending at `txid` reached the replica. */
@@ -147,7 +162,11 @@ export class LevelCompactor {
     let dstMax = 0;
     for (const f of dst) dstMax = Math.max(dstMax, f.maxTXID);
     this.#through[level - 1] = src.reduce((m, f) => Math.max(m, f.maxTXID), 0);
-    const floor = Math.max(dstMax, this.#badThrough[level]);
+    const floor = Math.max(
+      dstMax,
+      this.#badThrough[level],
+      level === 1 ? this.#snapshotThrough : 0,
+    );
     for (const run of contiguousRuns(src.filter((f) => f.maxTXID > floor))) {
       for (let i = 0; i < run.length; i += MAX_INPUTS) {
         if (signal?.aborted) return;
@@ -175,7 +194,9 @@ export class LevelCompactor {
         if (level === 1) await this.#o.onL1Covered?.(out.maxTXID);
       }
     }
-    this.#through[level] = dstMax;
+    // Everything of the level below was merged or deliberately skipped (covered by a snapshot,
+    // damaged): the level is not due again until the level below grows.
+    this.#through[level] = Math.max(dstMax, this.#through[level - 1] ?? 0);
     if (level === 1) round.l0Deleted += await this.#expireL0(src, dst, now);
   }
 
@@ -241,8 +262,9 @@ export class LevelCompactor {
     const keep = this.#o.l0RetentionMs;
     if (keep <= 0 || l0.length === 0 || l1.length === 0) return 0;
     const newest = l0.reduce((a, b) => (b.maxTXID > a.maxTXID ? b : a));
+    const snap = this.#snapshotThrough;
     const covered = (f: ReplicaFile) =>
-      l1.some((c) => c.minTXID <= f.minTXID && f.maxTXID <= c.maxTXID);
+      f.maxTXID <= snap || l1.some((c) => c.minTXID <= f.minTXID && f.maxTXID <= c.maxTXID);
     const old = (f: ReplicaFile) => (f.lastModified?.getTime() ?? now) <= now - keep;
     const gone = l0.filter((f) => f !== newest && old(f) && covered(f));
     if (gone.length > 0) await this.#o.replica.deleteLtx(gone);

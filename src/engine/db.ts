@@ -313,7 +313,10 @@ export class Replicator {
       keepUploadedL0: this.#compactor !== undefined,
       onUploaded: (f) => {
         if (f.level === 0) this.#compactor?.noteUploaded(f.maxTXID);
-        else if (f.level === SNAPSHOT_LEVEL) this.#retentionDue = true;
+        else if (f.level === SNAPSHOT_LEVEL) {
+          this.#retentionDue = true;
+          if (f.minTXID === 1) this.#compactor?.noteSnapshot(f.maxTXID);
+        }
       },
     });
     await this.#loadLocal();
