@@ -41,3 +41,14 @@ export async function removeIfExists(path: string): Promise<void> {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
 }
+
+/** Whether anything (file, directory, dangling symlink) exists at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}

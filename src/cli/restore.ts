@@ -17,6 +17,7 @@ import { parseTxid } from "../restore/time.ts";
 import type { FallbackInfo } from "../restore/run.ts";
 import { databasePrefix, type Replica } from "../storage/open.ts";
 import { restore, restorePlan, targetOf, type TargetOptions } from "../api.ts";
+import { pathExists } from "../fsutil.ts";
 
 const OPTIONS = {
   ...REPLICA_OPTIONS,
@@ -75,7 +76,7 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
         : "restore: -o OUT is required (where to write the database)",
     );
   }
-  if (out && flags["if-db-not-exists"] && (await exists(out))) {
+  if (out && flags["if-db-not-exists"] && (await pathExists(out))) {
     note(ctx, `${out} already exists; nothing restored (-if-db-not-exists)`);
     if (flags.json) {
       ctx.out(JSON.stringify({ db_path: resolve(out), name: db.name, skipped: "db_exists" }));
@@ -239,17 +240,6 @@ function v3Index(s: string | undefined): number | undefined {
 async function hasObjects(replica: Replica, name: string): Promise<boolean> {
   for await (const _ of replica.storage.list(`${databasePrefix(replica, name)}/`)) return true;
   return false;
-}
-
-/** Whether `path` exists as anything (Litestream's -if-db-not-exists test is a plain stat). */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** The fallback plan in a few words: its base and how many files follow it. */

@@ -51,12 +51,7 @@ export class Store {
   async start(): Promise<void> {
     try {
       for (const spec of this.#o.databases) {
-        const r = await Replicator.open({
-          ...spec,
-          pool: this.#pool,
-          log: this.#o.log,
-          maintenancePool: this.#maintenancePool,
-        });
+        const r = await this.#open(spec);
         this.replicators.push(r);
         this.#specs.set(r, spec);
       }
@@ -132,16 +127,21 @@ export class Store {
    */
   async add(spec: DatabaseSpec): Promise<Replicator> {
     if (this.#stopped) throw new DatabaseError("replication is stopping; not adding databases");
-    const r = await Replicator.open({
+    const r = await this.#open(spec);
+    this.replicators.push(r);
+    this.#specs.set(r, spec);
+    this.onChange?.();
+    return r;
+  }
+
+  /** Open one database with the store's shared pools and logger. */
+  #open(spec: DatabaseSpec): Promise<Replicator> {
+    return Replicator.open({
       ...spec,
       pool: this.#pool,
       log: this.#o.log,
       maintenancePool: this.#maintenancePool,
     });
-    this.replicators.push(r);
-    this.#specs.set(r, spec);
-    this.onChange?.();
-    return r;
   }
 
   /** Called when a database joins or leaves the set. */

@@ -10,6 +10,7 @@ import { dumpContent } from "../helpers/sqlite_writer.ts";
 import { requireS3OrSkip, s3Options, uniquePrefix } from "../helpers/s3env.ts";
 import { waitCaughtUp } from "../helpers/replica.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
+import { pathExists } from "../../src/fsutil.ts";
 
 const FAST = ["--wal-sync-interval", "0.05", "--no-metrics"];
 
@@ -30,16 +31,6 @@ async function appDb(path: string, n: number): Promise<void> {
 
 async function rowCount(path: string): Promise<number> {
   return Number((await cliSql(path, "SELECT count(*) FROM t")).trim());
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 function oneLine(stderr: string): string {
@@ -185,7 +176,7 @@ Deno.test("restore -o OUT DB_PATH goes through the config; -o OUT REPLICA_URL sp
     // replicate DB_PATH REPLICA_URL: the URL's last segment is the name in the replica.
     await syncOnce(dir, db, `file://${dir}/rep/prod/main`);
     const source = await dumpContent(db);
-    assert.ok(await exists(`${dir}/rep/prod/main/ltx/9`), "the name comes from the URL");
+    assert.ok(await pathExists(`${dir}/rep/prod/main/ltx/9`), "the name comes from the URL");
 
     const byUrl = `${dir}/by-url.db`;
     const u = await walrust(["restore", "-o", byUrl, `file://${dir}/rep/prod/main`], { cwd: dir });
@@ -265,7 +256,7 @@ Deno.test("restore -if-db-not-exists and -if-replica-exists: exit 0 only for an 
     const r = await walrust(["restore", "-if-replica-exists", "-o", fresh, none], { cwd: dir });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /no backup of none\.db/);
-    assert.equal(await exists(fresh), false);
+    assert.equal(await pathExists(fresh), false);
     assert.equal((await walrust(["restore", "-o", fresh, none], { cwd: dir })).code, 6);
     const emptyRoot = `file://${dir}/never-created/app.db`;
     const e = await walrust(["restore", "-if-replica-exists", "-o", fresh, emptyRoot], {
@@ -278,7 +269,7 @@ Deno.test("restore -if-db-not-exists and -if-replica-exists: exit 0 only for an 
       { cwd: dir },
     );
     assert.equal(past.code, 6, past.stderr);
-    assert.equal(await exists(fresh), false);
+    assert.equal(await pathExists(fresh), false);
 
     // The container entrypoint: first start (no db, no backup) exits 0; later starts restore
     // when the db is missing and leave an existing db alone.
@@ -289,7 +280,7 @@ Deno.test("restore -if-db-not-exists and -if-replica-exists: exit 0 only for an 
     const entry = ["restore", "-if-db-not-exists", "-if-replica-exists", "live.db"];
     const first = await walrust(entry, { cwd: dir });
     assert.equal(first.code, 0, first.stderr);
-    assert.equal(await exists(`${dir}/live.db`), false);
+    assert.equal(await pathExists(`${dir}/live.db`), false);
     await appDb(`${dir}/live.db`, 4);
     const rep = await walrust(["replicate", "-once", ...FAST], { cwd: dir });
     assert.equal(rep.code, 0, rep.stderr);
@@ -492,7 +483,7 @@ Deno.test("replicate -exec: SIGTERM to walrust reaches the child; what it commit
     });
     try {
       const deadline = Date.now() + 30_000;
-      while (!(await exists(`${dir}/started`))) {
+      while (!(await pathExists(`${dir}/started`))) {
         assert.ok(Date.now() < deadline, `child never started:\n${p.stderr}`);
         await new Promise((r) => setTimeout(r, 25));
       }

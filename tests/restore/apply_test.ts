@@ -16,6 +16,7 @@ import type { Storage } from "../../src/storage/port.ts";
 import type { LayoutKind } from "../../src/storage/layout.ts";
 import { DbReplica } from "../../src/storage/replica.ts";
 import { copyTree, rejects, rowsSha256, VECTORS } from "../helpers/vectors.ts";
+import { pathExists } from "../../src/fsutil.ts";
 
 const SET = join(VECTORS, "litestream-replica");
 const REPLICA = join(SET, "replica");
@@ -103,16 +104,6 @@ async function names(dir: string): Promise<string[]> {
   const out: string[] = [];
   for await (const e of Deno.readDir(dir)) out.push(e.name);
   return out.sort();
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 async function restore(
@@ -289,7 +280,7 @@ Deno.test("a file whose header disagrees with its key is refused, naming the key
     const e = await rejects(() => applyPlan(new FileStorage(root), plan, out), IntegrityError, key);
     assert.equal(e.exitCode, 5);
     assert.deepEqual(openUnder(root), [], "the refused object was left open");
-    assert.equal(await exists(out), false);
+    assert.equal(await pathExists(out), false);
     assert.deepEqual(await names(dir), ["replica"]);
   });
 });
