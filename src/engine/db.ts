@@ -725,6 +725,12 @@ export class Replicator {
   async #snapshotLocked(reason: string): Promise<{ txid: number; uploaded: Promise<void> }> {
     const pos = this.#pos;
     if (pos.txid === 0) return { txid: 0, uploaded: Promise.resolve() };
+    // A snapshot of this very TXID is already written (the start-up one, say): rewriting the
+    // same path while it uploads would let that upload's clean-up delete the new file.
+    if (this.#meta.snapshotTXID === pos.txid) {
+      const path = this.state.path(SNAPSHOT_LEVEL, 1, pos.txid);
+      return { txid: pos.txid, uploaded: this.#uploads.whenUploaded(path) };
+    }
     const wal = this.#files.wal;
     const started = performance.now();
     const { files: [file], sum } = await writeFullCopies(
