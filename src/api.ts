@@ -22,7 +22,12 @@ export {
   type TargetOptions,
   type V3RestoreInfo,
 } from "./api/restore.ts";
-export { snapshot, type SnapshotOptions, type SnapshotResult } from "./api/snapshot.ts";
+export {
+  snapshot,
+  type SnapshotOptions,
+  type SnapshotProgress,
+  type SnapshotResult,
+} from "./api/snapshot.ts";
 export {
   type DatabaseSummary,
   type FileSummary,

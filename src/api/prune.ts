@@ -15,6 +15,8 @@ export interface PruneOptions extends ReplicaOptions {
   force?: boolean;
   /** The time the policy is evaluated at (ms; default now). */
   now?: number;
+  /** Hears files done of the total: snapshot headers read, then (with `force`) files deleted. */
+  onProgress?: (phase: "read" | "delete", done: number, total: number) => void;
 }
 
 /** What prune did, or would do. */
@@ -52,7 +54,11 @@ export async function prune(o: PruneOptions): Promise<PruneReport> {
   if ((await db.files()).length === 0) {
     throw new RestoreError(`no backup of ${o.name} at ${replica.url}: nothing to prune`);
   }
-  const plan = await applyRetention(db, policy, { now: o.now ?? Date.now(), delete: !!o.force });
+  const plan = await applyRetention(db, policy, {
+    now: o.now ?? Date.now(),
+    delete: !!o.force,
+    onProgress: o.onProgress,
+  });
   return {
     name: o.name,
     dryRun: !o.force,

@@ -127,6 +127,11 @@ export interface Replication {
   /** Sync every database once now. */
   syncNow(): Promise<void>;
   /**
+   * Apply each database's retention policy now, after its queued uploads (whether or not
+   * retention runs on its own schedule); resolves to the number of files deleted.
+   */
+  enforceRetention(): Promise<number>;
+  /**
    * Stop: sync what is committed, upload within `drainMs`, give every lock back. Resolves true
    * when everything was uploaded (the rest stays queued on disk for the next start).
    */
@@ -243,6 +248,11 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       return { txid };
     },
     syncNow: () => store.syncAll(),
+    async enforceRetention() {
+      let deleted = 0;
+      for (const r of store.replicators) deleted += await r.enforceRetention();
+      return deleted;
+    },
     stop(opts = {}) {
       stopping ??= (async () => {
         await discovery?.stop();

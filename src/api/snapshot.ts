@@ -1,6 +1,6 @@
 /** `snapshot()`: a level-9 snapshot now, through whichever replication holds the database. */
 import { basename, resolve } from "node:path";
-import { Replicator, UploadPool } from "../engine/db.ts";
+import { Replicator, type SnapshotProgress, UploadPool } from "../engine/db.ts";
 import { LocalState } from "../engine/localstate.ts";
 import { readWatcherInfo, requestSnapshot } from "../engine/requests.ts";
 import { isWatched } from "../sqlite/watchlock.ts";
@@ -10,6 +10,8 @@ import { Logger, type LogOptions } from "../observe/log.ts";
 import { ConfigError, WalrustError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
 import { runningReplicator } from "./running.ts";
+
+export type { SnapshotProgress };
 
 /** Options for {@link snapshot}. */
 export interface SnapshotOptions extends Partial<ReplicaOptions> {
@@ -23,6 +25,11 @@ export interface SnapshotOptions extends Partial<ReplicaOptions> {
   sync?: Partial<SyncSettings>;
   /** A Logger, or options for one (default: info level, text, to stderr). */
   log?: Logger | LogOptions;
+  /**
+   * Hears the database read into the snapshot file, then the file's upload (bytes); not called
+   * when a running watcher (another process) takes the snapshot.
+   */
+  onProgress?: SnapshotProgress;
 }
 
 /** What a snapshot produced. */
@@ -48,7 +55,7 @@ export async function snapshot(o: SnapshotOptions): Promise<SnapshotResult> {
   const timeoutMs = o.timeoutMs ?? 120_000;
   const mine = runningReplicator(path);
   if (mine) {
-    const { txid, uploaded } = await mine.snapshot("requested");
+    const { txid, uploaded } = await mine.snapshot("requested", o.onProgress);
     await withTimeout(uploaded, timeoutMs);
     return { txid, viaWatcher: false };
   }
@@ -78,7 +85,7 @@ export async function snapshot(o: SnapshotOptions): Promise<SnapshotResult> {
     throw e;
   }
   try {
-    const { txid } = await r.snapshot("requested");
+    const { txid } = await r.snapshot("requested", o.onProgress);
     if (!(await r.drainUploads(Date.now() + timeoutMs))) {
       throw new WalrustError(
         `snapshot: uploads did not finish within ${timeoutMs / 1000}s; they stay queued locally`,

@@ -16,6 +16,7 @@ ${"{commands}"}
 
 Global options (before or after the command; -config, -log-level etc. work too):
   -c, --config FILE      configuration file (default: ./walrust.toml if present)
+      --no-expand-env    read $VAR and \${VAR} in the config file as written
   -v, --verbose          print stack traces on errors, debug logging
       --log-format F     text (default) or json: one JSON object per stderr line
       --log-level L      error, warn, info (default), debug or trace
@@ -154,6 +155,10 @@ function takeGlobal(argv: string[], i: number, ctx: CliContext): number {
   const a = /^-[a-z]{2}/.test(argv[i]) ? `-${argv[i]}` : argv[i];
   if (a === "-v" || a === "--verbose") {
     ctx.verbose = true;
+    return 1;
+  }
+  if (a === "--no-expand-env") {
+    ctx.noExpandEnv = true;
     return 1;
   }
   const opt =

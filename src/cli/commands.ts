@@ -28,6 +28,10 @@ const WATCH_OPTIONS = `${BUCKET_HELP}
       --format legacy|block        LTX page encoding (default legacy: readable by every Litestream v0.5)
       --no-startup-snapshot        do not take a level-9 snapshot at first start
       --once                       sync everything once, upload, and exit
+      --force-snapshot             with --once: also take a snapshot of every database
+      --enforce-retention          with --once: then apply [retention] to every replica
+      --restore-if-db-not-exists   first restore each configured database file that is
+                                   missing from its replica (none there: a first start)
       --shutdown-drain S           seconds to keep uploading after SIGINT/SIGTERM (default 10)
       --exec CMD                   once replication runs, run CMD (through sh -c) as a child;
                                    SIGTERM/SIGINT go to it; when it exits, sync, drain and exit
@@ -152,6 +156,8 @@ watcher's replica is refused); otherwise it syncs DB once and snapshots.
 ${BUCKET_HELP}
       --prefix NAME       the database's name in the replica (default: its file name)
       --timeout S         seconds to wait for the upload (default 120)
+  -q, --quiet             no progress line (shown only when stderr is a terminal, and
+                          only when this command writes the snapshot itself)
       --json              print {"db_path", "txid", "via_watcher"}`,
     run: async (a: string[], c: CliContext) => (await import("./snapshot.ts")).runSnapshot(a, c),
   },
@@ -168,6 +174,7 @@ hourly/daily/weekly/monthly buckets (24/7/12/12); the newest snapshot is always 
 Prints what would be deleted, the bytes freed and the earliest restorable point.
 ${BUCKET_HELP}
       --force             delete (without it nothing is deleted)
+  -q, --quiet             no progress line (shown only when stderr is a terminal)
       --json              print one JSON object`,
     run: async (a: string[], c: CliContext) => (await import("./prune.ts")).runPrune(a, c),
   },

@@ -9,6 +9,8 @@ export interface CliContext {
   verbose: boolean;
   /** `--config FILE`, if given. */
   configPath?: string;
+  /** `--no-expand-env`: read `$VAR` in the config file as written. */
+  noExpandEnv?: boolean;
   /** Log format from `--log-format`. */
   logFormat?: "text" | "json";
   /** Log level from `--log-level`. */
@@ -38,7 +40,7 @@ export interface Command {
 export async function configOf(ctx: CliContext): Promise<FileConfig> {
   // Imported here so `--help` and `ltx` never load the TOML parser.
   const { loadConfig } = await import("../config/load.ts");
-  return ctx.config ??= await loadConfig(ctx.configPath);
+  return ctx.config ??= await loadConfig(ctx.configPath, { expandEnv: !ctx.noExpandEnv });
 }
 
 /** Print a note on stderr: `note: msg`, or a JSON warn line with `--log-format json`. */

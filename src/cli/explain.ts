@@ -129,7 +129,7 @@ function size(n: number): string {
 /** Run `walrust explain`. */
 export async function runExplain(args: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseFlags("explain", args, OPTIONS);
-  const config = await loadConfig(ctx.configPath);
+  const config = await loadConfig(ctx.configPath, { expandEnv: !ctx.noExpandEnv });
   const entries = positionals.length > 0
     ? positionals.map((path) => ({ path, sync: {} }))
     : config.databases;

@@ -5,11 +5,13 @@ import { REPLICA_OPTIONS, replicaFromFlags } from "./replica_flags.ts";
 import { ConfigError } from "../errors.ts";
 import { formatTXID } from "../ltx/names.ts";
 import { prune } from "../api.ts";
+import { Progress } from "./progress.ts";
 
 const OPTIONS = {
   ...REPLICA_OPTIONS,
   force: { type: "boolean" },
   json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** Run `walrust prune NAME`. */
@@ -22,12 +24,22 @@ export async function runPrune(args: string[], ctx: CliContext): Promise<number>
   const config = await configOf(ctx);
   const replica = await replicaFromFlags("prune", flags, ctx, config);
   const entry = config.databases.find((d) => (d.prefix ?? "") === name);
+  const progress = Progress.start(`prune ${name}: reading snapshot headers`, {
+    quiet: Boolean(flags.quiet),
+    unit: "files",
+  });
   const r = await prune({
     bucket: replica,
     name,
     retention: { ...config.retention, ...entry?.retention },
     force: Boolean(flags.force),
-  });
+    onProgress: progress && ((phase, done, total) => {
+      progress.phase(
+        phase === "read" ? `prune ${name}: reading snapshot headers` : `prune ${name}`,
+      );
+      progress.update(done, total);
+    }),
+  }).finally(() => progress?.done());
   if (flags.json) {
     ctx.out(JSON.stringify({
       name,

@@ -36,7 +36,7 @@ export async function replicaFromFlags(
   webhooks?: WebhookSender,
   bucketUrl?: string,
 ): Promise<Replica> {
-  config ??= await loadConfig(ctx.configPath);
+  config ??= await loadConfig(ctx.configPath, { expandEnv: !ctx.noExpandEnv });
   const bucket = bucketUrl ?? str(flags, "bucket") ?? config.s3.bucket;
   if (!bucket) {
     throw new ConfigError(

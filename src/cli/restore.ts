@@ -10,12 +10,13 @@ import {
   webhookSender,
 } from "./replica_flags.ts";
 import { Progress } from "./progress.ts";
+import { hasObjects } from "./restore_missing.ts";
 import { ConfigError, IntegrityError, RestoreError } from "../errors.ts";
 import type { FileConfig } from "../config/schema.ts";
 import { formatTXID } from "../ltx/names.ts";
 import { parseTxid } from "../restore/time.ts";
 import type { FallbackInfo } from "../restore/run.ts";
-import { databasePrefix, type Replica } from "../storage/open.ts";
+import type { Replica } from "../storage/open.ts";
 import { restore, restorePlan, targetOf, type TargetOptions } from "../api.ts";
 import { pathExists } from "../fsutil.ts";
 
@@ -234,12 +235,6 @@ function v3Index(s: string | undefined): number | undefined {
     );
   }
   return n;
-}
-
-/** Whether anything (any layout, any file) exists under the database's prefix in the replica. */
-async function hasObjects(replica: Replica, name: string): Promise<boolean> {
-  for await (const _ of replica.storage.list(`${databasePrefix(replica, name)}/`)) return true;
-  return false;
 }
 
 /** The fallback plan in a few words: its base and how many files follow it. */

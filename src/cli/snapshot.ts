@@ -7,13 +7,15 @@ import { resolveRetry } from "../config/schema.ts";
 import { snapshot } from "../api.ts";
 import { log } from "../observe/log.ts";
 import { formatTXID } from "../ltx/names.ts";
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
+import { Progress } from "./progress.ts";
 
 const OPTIONS = {
   ...REPLICA_OPTIONS,
   timeout: { type: "string" },
   prefix: { type: "string" },
   json: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** Run `walrust snapshot DB`. */
@@ -23,6 +25,8 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
   const dbPath = resolve(positionals[0]);
   const timeoutMs = (num("snapshot", flags, "timeout", { min: 1 }) ?? 120) * 1000;
   const config = await configOf(ctx);
+  const name = basename(dbPath);
+  const progress = Progress.start(`snapshot ${name}`, { quiet: Boolean(flags.quiet) });
   const r = await snapshot({
     path: dbPath,
     name: str(flags, "prefix"),
@@ -34,7 +38,13 @@ export async function runSnapshot(args: string[], ctx: CliContext): Promise<numb
     sync: config.sync,
     timeoutMs,
     log,
-  });
+    onProgress: progress && ((phase, done, total) => {
+      progress.phase(phase === "write" ? `snapshot ${name}` : `upload ${name}`);
+      progress.update(done, total);
+      // The upload's rate counts from here, its wait in the queue included.
+      if (phase === "write" && done === total) progress.phase(`upload ${name}`);
+    }),
+  }).finally(() => progress?.done());
   if (flags.json) {
     ctx.out(
       JSON.stringify({ db_path: dbPath, txid: formatTXID(r.txid), via_watcher: r.viaWatcher }),

@@ -11,7 +11,7 @@ import {
   resolveSync,
   type SyncSettings,
 } from "../config/schema.ts";
-import { type DatabaseSpec, expandDatabases } from "../config/globs.ts";
+import { type DatabaseSpec, expandDatabases, literalDatabases } from "../config/globs.ts";
 import { isReplicaUrl, replicaFromFlags, splitReplicaUrl, webhookSender } from "./replica_flags.ts";
 import { ExecChild } from "./exec.ts";
 import { replicate } from "../api.ts";
@@ -30,6 +30,9 @@ const OPTIONS = {
   format: { type: "string" },
   "no-startup-snapshot": { type: "boolean" },
   once: { type: "boolean" },
+  "force-snapshot": { type: "boolean" },
+  "enforce-retention": { type: "boolean" },
+  "restore-if-db-not-exists": { type: "boolean" },
   "shutdown-drain": { type: "string" },
   "metrics-addr": { type: "string" },
   "no-metrics": { type: "boolean" },
@@ -134,10 +137,15 @@ async function watchUntilStopped(
   if (execFlag !== undefined && execFlag.trim() === "") {
     throw new ConfigError(`${command}: --exec needs a command (e.g. --exec "python3 app.py")`);
   }
-  const config = await loadConfig(ctx.configPath);
+  const config = await loadConfig(ctx.configPath, { expandEnv: !ctx.noExpandEnv });
   const execCmd = execFlag ?? ((config as FileConfig & { exec?: string }).exec || undefined);
   if (execCmd !== undefined && flags.once) {
     throw new ConfigError(`${command}: --once cannot be used with --exec`);
+  }
+  for (const f of ["force-snapshot", "enforce-retention"] as const) {
+    if (flags[f] && !flags.once) {
+      throw new ConfigError(`${command}: --${f} needs --once (fix: ${command} --once --${f})`);
+    }
   }
   let bucket = str(flags, "bucket") ?? config.s3.bucket;
   let entries: DatabaseSpec[] = positionals.length > 0
@@ -171,6 +179,15 @@ async function watchUntilStopped(
     allowEmptyGlobs: config.allowEmptyGlobs,
     configPath: positionals.length > 0 ? undefined : config.path,
   };
+  if (flags["restore-if-db-not-exists"]) {
+    const { restoreMissing } = await import("./restore_missing.ts");
+    const replica = await replicaFromFlags(command, flags, ctx, config, undefined, bucket);
+    try {
+      await restoreMissing(replica, literalDatabases(entries, expandOpts));
+    } finally {
+      await replica.storage.close?.();
+    }
+  }
   const dbs = await expandDatabases(entries, expandOpts);
   // Directory watching: globs with `watch = true` are scanned again while running.
   const watched = entries.filter((e) => e.watch);
@@ -208,6 +225,9 @@ async function watchUntilStopped(
     });
     if (flags.once) {
       await r.syncNow();
+      // Litestream's -once extras: a snapshot of every database, then the retention policy.
+      if (flags["force-snapshot"]) { for (const path of r.databases) await r.snapshot(path); }
+      if (flags["enforce-retention"]) await r.enforceRetention();
       const drained = await r.stop({ drainMs: Math.max(drainMs, 30_000) });
       await hooks.flush(5_000);
       return drained ? 0 : 4;

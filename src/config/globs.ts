@@ -164,6 +164,27 @@ async function isRegularFile(path: string): Promise<boolean> {
 }
 
 /**
+ * The literal (non-glob) entries as the files and prefixes {@link expandDatabases} gives them,
+ * without checking that the files exist (`replicate -restore-if-db-not-exists` restores those
+ * that do not).
+ */
+export function literalDatabases(
+  entries: DatabaseSpec[],
+  opts: Omit<ExpandOptions, "allowEmptyGlobs">,
+): { path: string; prefix: string }[] {
+  const base = opts.configPath
+    ? dirname(resolve(opts.cwd ?? Deno.cwd(), opts.configPath))
+    : (opts.cwd ?? Deno.cwd());
+  return entries.filter((e) => !isGlobPattern(e.path)).map((e) => {
+    const path = isAbsolute(e.path) ? resolve(e.path) : resolve(base, e.path);
+    return {
+      path,
+      prefix: (e.prefix ?? NAME_PLACEHOLDER).replaceAll(NAME_PLACEHOLDER, basename(path)),
+    };
+  });
+}
+
+/**
  * Expand database entries into concrete files: globs to sorted regular files, literal paths
  * checked to exist, prefixes defaulted to the base name (`{name}` substituted), and duplicate
  * files or prefixes rejected. Relative paths resolve against the config file's directory.

@@ -34,6 +34,8 @@ export interface LitestreamOptions {
   env?: Record<string, string>;
   /** Base for relative database and replica paths (Litestream: the working directory). */
   cwd?: string;
+  /** Expand `$VAR` references (default true; Litestream's `-no-expand-env` turns it off). */
+  expandEnv?: boolean;
 }
 
 /** A litestream.yml read into walrust terms. */
@@ -51,6 +53,7 @@ export function parseLitestreamConfig(text: string, opts: LitestreamOptions): Li
   const env = { ...(opts.env ?? {}) };
   env.PID ??= String(Deno.pid);
   const r = new Reader(opts.file, text, env, opts.cwd ?? Deno.cwd(), env.HOME ?? homedir());
+  r.expandVars = opts.expandEnv ?? true;
   const root = r.document();
   const config = root ? readRoot(r, root) : emptyFileConfig();
   if (opts.path) config.path = opts.path;
@@ -113,6 +116,8 @@ class Reader {
   readonly #lc = new LineCounter();
   readonly #warned = new Map<string, { line: number; path: string; why: string; n: number }>();
   #doc?: Document;
+  /** Whether `$VAR` references are expanded (off: every value is taken as written). */
+  expandVars = true;
 
   constructor(
     readonly file: string,
@@ -216,7 +221,7 @@ class Reader {
   expand(s: YScalar, path: string): string | undefined {
     let v: string;
     try {
-      v = expandEnv(s.text, this.env, this.file);
+      v = this.expandVars ? expandEnv(s.text, this.env, this.file) : s.text;
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       this.fail(
@@ -591,7 +596,8 @@ const DB_UNUSED: Record<string, { why: string; quietIf?: boolean }> = {
   "meta-dir": { why: "walrust keeps its state in .<db>-walrust/ beside each database" },
   "monitor-interval": { why: "walrust checks each WAL on its own scheduler tick" },
   "restore-if-db-not-exists": {
-    why: "not implemented; run walrust restore before starting walrust watch",
+    why: "not read per database; the flag `walrust replicate -restore-if-db-not-exists` " +
+      "restores every missing database",
     quietIf: false,
   },
 };

@@ -37,6 +37,8 @@ export interface LoadOptions {
   cwd?: string;
   /** The litestream.yml tried last when no file is named; default /etc/litestream.yml. */
   litestreamDefault?: string;
+  /** Expand `$VAR` references in the file (default true; `-no-expand-env` turns it off). */
+  expandEnv?: boolean;
 }
 
 /** The file name looked for in the working directory when no --config is given. */
@@ -66,26 +68,27 @@ export async function loadConfig(
 ): Promise<FileConfig> {
   const cwd = opts.cwd ?? Deno.cwd();
   const env = opts.env ?? Deno.env.toObject();
+  const how = { env, cwd, expandEnv: opts.expandEnv ?? true };
   if (path !== undefined) {
     const text = await readConfigText(resolve(cwd, path), path, "check the --config path");
-    return await parseAny(text!, path, resolve(cwd, path), formatOf(path, "toml"), env, cwd);
+    return await parseAny(text!, path, resolve(cwd, path), formatOf(path, "toml"), how);
   }
   const local = resolve(cwd, DEFAULT_CONFIG_NAME);
   const localText = await readConfigText(local, DEFAULT_CONFIG_NAME);
   if (localText !== undefined) {
-    return parseConfig(localText, { file: DEFAULT_CONFIG_NAME, path: local, env });
+    return parseAny(localText, DEFAULT_CONFIG_NAME, local, "toml", how);
   }
   const named = env.LITESTREAM_CONFIG;
   if (named) {
     const abs = resolve(cwd, named);
     const text = await readConfigText(abs, named, "it is named by LITESTREAM_CONFIG");
-    return await parseAny(text!, named, abs, formatOf(named, "yaml"), env, cwd);
+    return await parseAny(text!, named, abs, formatOf(named, "yaml"), how);
   }
   const fallback = opts.litestreamDefault ?? DEFAULT_LITESTREAM_CONFIG;
   const abs = resolve(cwd, fallback);
   const text = await readConfigText(abs, fallback);
   if (text === undefined) return emptyFileConfig();
-  return await parseAny(text, fallback, abs, formatOf(fallback, "yaml"), env, cwd);
+  return await parseAny(text, fallback, abs, formatOf(fallback, "yaml"), how);
 }
 
 /** The file's text; undefined when it does not exist and no `required` fix is given. */
@@ -115,13 +118,13 @@ async function parseAny(
   file: string,
   path: string,
   format: Format,
-  env: Record<string, string>,
-  cwd: string,
+  how: { env: Record<string, string>; cwd: string; expandEnv: boolean },
 ): Promise<FileConfig> {
-  if (format === "toml") return parseConfig(text, { file, path, env });
+  const { env, cwd, expandEnv } = how;
+  if (format === "toml") return parseConfig(text, { file, path, env, expandEnv });
   // Imported here so walrust.toml users never load the YAML parser.
   const { parseLitestreamConfig } = await import("./litestream.ts");
-  return parseLitestreamConfig(text, { file, path, env, cwd }).config;
+  return parseLitestreamConfig(text, { file, path, env, cwd, expandEnv }).config;
 }
 
 /** Options for {@link parseConfig}. */
@@ -132,11 +135,13 @@ export interface ParseConfigOptions {
   path?: string;
   /** Variables for `$VAR` expansion; none when omitted. */
   env?: Record<string, string>;
+  /** Expand `$VAR` references (default true); off, the text is read as written. */
+  expandEnv?: boolean;
 }
 
 /** Validate config text (after `$VAR` expansion) into a FileConfig. */
 export function parseConfig(text: string, opts: ParseConfigOptions): FileConfig {
-  const expanded = expandEnv(text, opts.env ?? {}, opts.file);
+  const expanded = opts.expandEnv === false ? text : expandEnv(text, opts.env ?? {}, opts.file);
   let doc: Table;
   try {
     doc = parse(expanded) as Table;

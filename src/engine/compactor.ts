@@ -34,6 +34,53 @@ export interface CompactorOptions {
   dbPath: string;
   /** Level-0 files up to this TXID are in an uploaded L1 file: the local copies may go. */
   onL1Covered?: (txid: number) => Promise<void>;
+  /** A level that takes longer than this logs its progress this often (default 10 000 ms). */
+  progressLogMs?: number;
+}
+
+/**
+ * Progress of one level's merges in the log: a watcher's stderr is a log stream, not a terminal
+ * line, so a long level says every `everyMs` how far it got (bytes of input read).
+ */
+class LevelProgress {
+  #done = 0;
+  readonly #started = performance.now();
+  #lastLog = this.#started;
+
+  constructor(
+    readonly log: Logger,
+    readonly fields: { db: string; level: number },
+    readonly total: number,
+    readonly everyMs: number,
+  ) {}
+
+  add(n: number): void {
+    this.#done += n;
+    const now = performance.now();
+    if (now - this.#lastLog < this.everyMs || this.#done >= this.total) return;
+    this.#lastLog = now;
+    const secs = (now - this.#started) / 1000;
+    const rate = this.#done / secs;
+    this.log.info("compaction progress", {
+      ...this.fields,
+      done_bytes: this.#done,
+      total_bytes: this.total,
+      percent: Math.floor((100 * this.#done) / this.total),
+      mb_per_s: Math.round(rate / 1e4) / 100,
+      eta_seconds: Math.ceil((this.total - this.#done) / rate),
+    });
+  }
+}
+
+/** `it`, telling `add` the size of each chunk read. */
+async function* counted(
+  it: AsyncIterable<Uint8Array>,
+  add: (n: number) => void,
+): AsyncIterable<Uint8Array> {
+  for await (const c of it) {
+    add(c.length);
+    yield c;
+  }
 }
 
 /** One merged file written. */
@@ -167,13 +214,20 @@ export class LevelCompactor {
       this.#badThrough[level],
       level === 1 ? this.#snapshotThrough : 0,
     );
-    for (const run of contiguousRuns(src.filter((f) => f.maxTXID > floor))) {
+    const runs = contiguousRuns(src.filter((f) => f.maxTXID > floor));
+    const progress = new LevelProgress(
+      log,
+      { db: dbPath, level },
+      runs.flat().reduce((n, f) => n + f.size, 0),
+      this.#o.progressLogMs ?? 10_000,
+    );
+    for (const run of runs) {
       for (let i = 0; i < run.length; i += MAX_INPUTS) {
         if (signal?.aborted) return;
         const inputs = run.slice(i, i + MAX_INPUTS);
         let out: Compacted;
         try {
-          out = await this.#merge(level, inputs, signal);
+          out = await this.#merge(level, inputs, progress, signal);
         } catch (e) {
           if (!(e instanceof IntegrityError || e instanceof LtxError)) throw e;
           // A damaged input would stop this level for good: skip past it and say so. The
@@ -201,7 +255,12 @@ export class LevelCompactor {
   }
 
   /** Merge `inputs` (contiguous, oldest first) into one file of `level` and upload it. */
-  async #merge(level: number, inputs: ReplicaFile[], signal?: AbortSignal): Promise<Compacted> {
+  async #merge(
+    level: number,
+    inputs: ReplicaFile[],
+    progress: LevelProgress,
+    signal?: AbortSignal,
+  ): Promise<Compacted> {
     const { replica, state } = this.#o;
     const first = inputs[0];
     const last = inputs[inputs.length - 1];
@@ -211,7 +270,7 @@ export class LevelCompactor {
     let result;
     try {
       result = await compactLtx(
-        inputs.map((f) => this.#input(f)),
+        inputs.map((f) => this.#input(f, (n) => progress.add(n))),
         (chunk) => {
           if (signal?.aborted) throw new WalrustError("compaction stopped: shutting down");
           return writeAll(file, chunk);
@@ -239,7 +298,7 @@ export class LevelCompactor {
   }
 
   /** The local copy of a level-0 file when it is the same file, else the replica's. */
-  #input(f: ReplicaFile): CompactInput {
+  #input(f: ReplicaFile, onBytes: (n: number) => void): CompactInput {
     const { replica, state } = this.#o;
     return {
       name: f.key,
@@ -247,9 +306,9 @@ export class LevelCompactor {
         if (f.level === 0) {
           const path = state.path(0, f.minTXID, f.maxTXID);
           const st = await Deno.stat(path).catch(() => undefined);
-          if (st?.isFile && st.size === f.size) return readLtxFile(path);
+          if (st?.isFile && st.size === f.size) return counted(readLtxFile(path), onBytes);
         }
-        return await replica.openLtx(f);
+        return counted(await replica.openLtx(f), onBytes);
       },
     };
   }

@@ -44,6 +44,9 @@ import {
   writeWatcherInfo,
 } from "./requests.ts";
 
+/** Progress of a snapshot: the database read into the local file, then its upload (bytes). */
+export type SnapshotProgress = (phase: "write" | "upload", done: number, total: number) => void;
+
 /** Alerts a replicator raises (webhooks); called once per state change, never awaited. */
 export type ReplicatorEvent = "upload_failed" | "wal_size_exceeded" | "validation_failed";
 
@@ -495,11 +498,17 @@ export class Replicator {
     });
   }
 
-  /** Take a level-9 snapshot now (after syncing); resolves once it is queued for upload. */
-  snapshot(reason = "requested"): Promise<{ txid: number; uploaded: Promise<void> }> {
+  /**
+   * Take a level-9 snapshot now (after syncing); resolves once it is queued for upload.
+   * `onProgress` hears the database read into the file, then the file's upload (bytes).
+   */
+  snapshot(
+    reason = "requested",
+    onProgress?: SnapshotProgress,
+  ): Promise<{ txid: number; uploaded: Promise<void> }> {
     return this.#exclusive(async () => {
       await this.#syncLocked();
-      return await this.#snapshotLocked(reason);
+      return await this.#snapshotLocked(reason, onProgress);
     });
   }
 
@@ -722,14 +731,19 @@ export class Replicator {
   }
 
   /** Level-9 snapshot of the current position (no new TXID). */
-  async #snapshotLocked(reason: string): Promise<{ txid: number; uploaded: Promise<void> }> {
+  async #snapshotLocked(
+    reason: string,
+    onProgress?: SnapshotProgress,
+  ): Promise<{ txid: number; uploaded: Promise<void> }> {
     const pos = this.#pos;
     if (pos.txid === 0) return { txid: 0, uploaded: Promise.resolve() };
+    const onUpload = onProgress &&
+      ((done: number, total: number) => onProgress("upload", done, total));
     // A snapshot of this very TXID is already written (the start-up one, say): rewriting the
     // same path while it uploads would let that upload's clean-up delete the new file.
     if (this.#meta.snapshotTXID === pos.txid) {
       const path = this.state.path(SNAPSHOT_LEVEL, 1, pos.txid);
-      return { txid: pos.txid, uploaded: this.#uploads.whenUploaded(path) };
+      return { txid: pos.txid, uploaded: this.#uploads.whenUploaded(path, onUpload) };
     }
     const wal = this.#files.wal;
     const started = performance.now();
@@ -746,6 +760,7 @@ export class Replicator {
       },
       { l0: false, snapshot: true },
       this.#o.sync.format,
+      onProgress && ((done, total) => onProgress("write", done, total)),
     );
     // A full pass checks the incrementally tracked checksum: they must agree.
     if (pos.dbChecksum && pos.dbChecksum.value() !== sum.value()) {
@@ -774,7 +789,7 @@ export class Replicator {
       reason,
     });
     this.#o.onActivity?.({ type: "snapshot", database: this.name, txid: pos.txid, reason });
-    const uploaded = this.#uploads.whenUploaded(file.path);
+    const uploaded = this.#uploads.whenUploaded(file.path, onUpload);
     this.#uploads.kick();
     return { txid: pos.txid, uploaded };
   }
@@ -912,6 +927,36 @@ export class Replicator {
     }).finally(() => (this.#maint = undefined));
   }
 
+  /**
+   * Apply the retention policy now, once the queued uploads are in (`replicate --once
+   * --enforce-retention`), whether or not retention runs inside watch. Returns files deleted.
+   */
+  async enforceRetention(drainDeadline = Date.now() + 30_000): Promise<number> {
+    const policy = this.#o.retention;
+    if (!policy) return 0;
+    await this.#maint;
+    await this.drainUploads(drainDeadline);
+    return await this.#applyRetention(policy, Date.now());
+  }
+
+  async #applyRetention(policy: RetentionSettings, now: number): Promise<number> {
+    const plan = await applyRetention(this.#db, policy, {
+      now,
+      delete: true,
+      times: this.#snapshotTimes,
+    });
+    this.stats.retentionRuns++;
+    this.stats.retentionDeleted += plan.delete.length;
+    this.#o.log.info("retention", {
+      db: this.#o.dbPath,
+      deleted: plan.delete.length,
+      bytes_freed: plan.bytesFreed,
+      kept: plan.keep.length,
+      earliest_txid: plan.earliest?.txid,
+    });
+    return plan.delete.length;
+  }
+
   /** Wait for the maintenance round in flight, if any (tests). */
   async maintenanceIdle(): Promise<void> {
     await this.#maint;
@@ -947,20 +992,7 @@ export class Replicator {
       const m = this.#o.maintenance!;
       this.#retentionDue = false;
       if (m.pruneIntervalMs > 0) this.#nextPruneAt = now + m.pruneIntervalMs;
-      const plan = await applyRetention(this.#db, this.#o.retention!, {
-        now,
-        delete: true,
-        times: this.#snapshotTimes,
-      });
-      this.stats.retentionRuns++;
-      this.stats.retentionDeleted += plan.delete.length;
-      log.info("retention", {
-        db: dbPath,
-        deleted: plan.delete.length,
-        bytes_freed: plan.bytesFreed,
-        kept: plan.keep.length,
-        earliest_txid: plan.earliest?.txid,
-      });
+      await this.#applyRetention(this.#o.retention!, now);
     }
     if (due.validate && !signal.aborted) {
       this.#nextValidationAt = now + this.#o.sync.validationIntervalMs;

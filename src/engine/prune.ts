@@ -29,7 +29,12 @@ export interface ApplyRetentionOptions {
   delete: boolean;
   /** Snapshot header times by key, reused across calls (filled as read). */
   times?: Map<string, number>;
+  /** Hears files done of the total: snapshot headers read, then files deleted. */
+  onProgress?: (phase: "read" | "delete", done: number, total: number) => void;
 }
+
+/** Files per delete call, so progress moves on a large prune (S3 deletes 1,000 per request). */
+const DELETE_CHUNK = 1000;
 
 /** Plan retention for `db` and, with `delete`, apply it. Returns the plan. */
 export async function applyRetention(
@@ -41,18 +46,30 @@ export async function applyRetention(
   const listed = await db.files();
   const files: RetentionFile[] = [];
   const present = new Set<string>();
+  const unread = listed.filter((f) => f.level === SNAPSHOT_LEVEL && !times.has(f.key)).length;
+  let read = 0;
   for (const f of listed) {
     present.add(f.key);
     // Only snapshots need their time (GFS buckets, the PITR base).
     let timestamp = 0;
     if (f.level === SNAPSHOT_LEVEL) {
-      timestamp = times.get(f.key) ?? await headerTimestamp(db, f);
+      const known = times.get(f.key);
+      if (known === undefined) {
+        timestamp = await headerTimestamp(db, f);
+        o.onProgress?.("read", ++read, unread);
+      } else timestamp = known;
       times.set(f.key, timestamp);
     }
     files.push({ ...f, timestamp });
   }
   for (const k of times.keys()) if (!present.has(k)) times.delete(k);
   const plan = planRetention(files, policy, o.now);
-  if (o.delete && plan.delete.length > 0) await db.deleteLtx(plan.delete);
+  if (o.delete) {
+    const gone = plan.delete;
+    for (let i = 0; i < gone.length; i += DELETE_CHUNK) {
+      await db.deleteLtx(gone.slice(i, i + DELETE_CHUNK));
+      o.onProgress?.("delete", Math.min(i + DELETE_CHUNK, gone.length), gone.length);
+    }
+  }
   return plan;
 }

@@ -13,6 +13,9 @@ import type { PageSource } from "./pagesource.ts";
 import { ltxHeader } from "./l0.ts";
 import { WAL_HEADER_SIZE } from "./position.ts";
 
+/** Hears the bytes of the database read so far, of the total. */
+export type PagesRead = (done: number, total: number) => void;
+
 /** Stream pages 1..commit into every writer; returns the database checksum of what was read. */
 export async function streamAllPages(
   pages: PageSource,
@@ -20,6 +23,7 @@ export async function streamAllPages(
   index: ReadonlyMap<number, number>,
   commit: number,
   writers: LtxFileWriter[],
+  onRead?: PagesRead,
 ): Promise<DatabaseChecksum> {
   const lock = lockPgno(pages.pageSize);
   const sum = new DatabaseChecksum(pages.pageSize);
@@ -32,6 +36,7 @@ export async function streamAllPages(
       const data = off !== undefined ? await pages.fromWal(wal, off, pgno) : pages.fromDb(pgno);
       sum.add(pgno, data);
       for (const w of writers) await w.encodePage(pgno, data);
+      onRead?.(pgno * pages.pageSize, commit * pages.pageSize);
     }
   } finally {
     pages.invalidate();
@@ -60,6 +65,7 @@ export async function writeFullCopies(
   s: FullState,
   want: { l0: boolean; snapshot: boolean },
   format: LtxFormat,
+  onRead?: PagesRead,
 ): Promise<{ files: LocalLtx[]; sum: DatabaseChecksum }> {
   const { txid, commit, end, hdr } = s;
   const plans: { level: number; min: number; offset: number }[] = [];
@@ -89,7 +95,7 @@ export async function writeFullCopies(
         timestamp: header.timestamp,
       });
     }
-    const sum = await streamAllPages(pages, s.wal, s.index, commit, writers);
+    const sum = await streamAllPages(pages, s.wal, s.index, commit, writers, onRead);
     for (let i = 0; i < writers.length; i++) {
       files[i].size = await writers[i].commit();
       files[i].postApplyChecksum = sum.value();

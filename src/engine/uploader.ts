@@ -79,6 +79,8 @@ export class UploadQueue {
   #held = true;
   /** Waiters for a file's upload, by local path. */
   #waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
+  /** Who follows the bytes of a file's upload (a snapshot command's progress line), by path. */
+  #progress = new Map<string, ((done: number, total: number) => void)[]>();
 
   constructor(o: UploadQueueOptions) {
     this.#o = o;
@@ -113,9 +115,13 @@ export class UploadQueue {
     return this.#held;
   }
 
-  /** Resolves when the file at `path` has been uploaded; rejects if it is dropped first. */
-  whenUploaded(path: string): Promise<void> {
+  /**
+   * Resolves when the file at `path` has been uploaded; rejects if it is dropped first.
+   * `onProgress` hears the bytes handed to storage while it uploads.
+   */
+  whenUploaded(path: string, onProgress?: (done: number, total: number) => void): Promise<void> {
     if (!this.#files.some((f) => f.path === path)) return Promise.resolve();
+    if (onProgress) this.#progress.set(path, [...(this.#progress.get(path) ?? []), onProgress]);
     return new Promise((resolve, reject) => {
       const list = this.#waiters.get(path) ?? [];
       list.push({ resolve, reject });
@@ -141,6 +147,7 @@ export class UploadQueue {
   }
 
   #settle(path: string, error?: Error): void {
+    this.#progress.delete(path);
     const list = this.#waiters.get(path);
     if (!list) return;
     this.#waiters.delete(path);
@@ -202,7 +209,9 @@ export class UploadQueue {
         if (f.postApplyChecksum !== undefined) {
           meta[POST_APPLY_CHECKSUM_META] = formatHex64(f.postApplyChecksum);
         }
-        await pool.run(() => putLocalFile(replica, f, f.path, f.size, meta));
+        const heard = this.#progress.get(f.path);
+        const onBytes = heard && ((n: number) => heard.forEach((fn) => fn(n, f.size)));
+        await pool.run(() => putLocalFile(replica, f, f.path, f.size, meta, onBytes));
       } catch (e) {
         this.#failed(key, e);
         return;
@@ -278,6 +287,7 @@ export class UploadQueue {
 
 /**
  * Upload one local LTX file: from memory when small (a retry can replay it), else streamed.
+ * `onBytes` hears how many bytes storage has taken so far.
  */
 export async function putLocalFile(
   replica: DbReplica,
@@ -285,9 +295,15 @@ export async function putLocalFile(
   path: string,
   size: number,
   meta: Record<string, string>,
+  onBytes?: (done: number) => void,
 ): Promise<void> {
-  const body = size <= UPLOAD_IN_MEMORY_MAX ? await Deno.readFile(path) : streamFile(path);
-  await replica.putLtx(id, body, meta);
+  if (size <= UPLOAD_IN_MEMORY_MAX) {
+    onBytes?.(0);
+    await replica.putLtx(id, await Deno.readFile(path), meta);
+  } else {
+    await replica.putLtx(id, streamFile(path, onBytes), meta);
+  }
+  onBytes?.(size);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -300,14 +316,21 @@ function sleep(ms: number): Promise<void> {
  * asking for the next, and a fresh allocation per chunk would pile up as garbage while a large
  * snapshot uploads.
  */
-async function* streamFile(path: string): AsyncIterable<Uint8Array> {
+async function* streamFile(
+  path: string,
+  onBytes?: (done: number) => void,
+): AsyncIterable<Uint8Array> {
   const f = await Deno.open(path, { read: true });
   try {
     const buf = new Uint8Array(256 * 1024);
+    // A chunk asked for means the one before it was taken (the body contract).
+    let taken = 0;
     for (;;) {
       const n = await f.read(buf);
       if (n === null) break;
+      onBytes?.(taken);
       yield buf.subarray(0, n);
+      taken += n;
     }
   } finally {
     f.close();

@@ -28,6 +28,8 @@ export class Logger {
   /** Plain text lines or one JSON object per line. */
   format: "text" | "json";
   #write: (line: string) => void;
+  /** Called before each line is written (a progress line on the terminal clears itself). */
+  interrupt: (() => void) | undefined;
 
   /** A logger with `opts` applied over the defaults. */
   constructor(opts: LogOptions = {}) {
@@ -44,6 +46,7 @@ export class Logger {
   /** Log one event with optional fields. */
   log(level: LogLevel, msg: string, fields: Record<string, unknown> = {}): void {
     if (!this.enabled(level)) return;
+    this.interrupt?.();
     const ts = new Date().toISOString();
     if (this.format === "json") {
       this.#write(JSON.stringify({ ts, level, msg, ...fields }));

@@ -3,6 +3,7 @@ import { estimateMonth } from "../../src/cli/explain.ts";
 import { resolveMaintenance, resolveRetention, resolveSync } from "../../src/config/schema.ts";
 import { cliSql, createAppDb } from "../helpers/apps.ts";
 import { walrust } from "../helpers/walrust.ts";
+import { SqliteWriter } from "../helpers/sqlite_writer.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -74,48 +75,70 @@ Deno.test("explain (CLI): settings, schedule and estimate in text and --json", a
   }
 });
 
-Deno.test("restore shows progress on a terminal and not in a pipe", async () => {
+/** Run walrust under a pseudo-terminal (script(1)): stdout and stderr both arrive on its stdout. */
+async function underPty(args: string[]): Promise<{ code: number; tty: string }> {
+  const cmd = [Deno.execPath(), "run", "-A", "--quiet", "--config", CONFIG, MAIN, ...args]
+    .map((a) => `'${a}'`).join(" ");
+  const out = await new Deno.Command("script", {
+    args: ["-q", "-e", "-c", cmd, "/dev/null"],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, tty: new TextDecoder().decode(out.stdout) };
+}
+
+Deno.test("restore, verify, snapshot and prune show progress on a terminal, not in a pipe or with -q", async () => {
   const dir = await Deno.makeTempDir({ prefix: "walrust-progress-" });
   const db = `${dir}/app.db`;
   const bucket = `file://${dir}/replica`;
+  await createAppDb(db);
+  // The app keeps its connection: the WAL stays, and snapshot writes the file itself.
+  const app = await SqliteWriter.start(db);
   try {
-    await createAppDb(db);
     await cliSql(
       db,
       "INSERT INTO t (tag, v) SELECT 'p', hex(randomblob(2000)) FROM generate_series(1, 3000)",
     );
     const once = await walrust(["watch", db, "--bucket", bucket, "--once"]);
     assert.equal(once.code, 0, once.stderr);
-    const piped = await walrust(["restore", "app.db", "-o", `${dir}/piped.db`, "--bucket", bucket]);
-    assert.equal(piped.code, 0, piped.stderr);
-    assert.doesNotMatch(piped.stderr, /MB\/s/);
-    // Under a pseudo-terminal (script(1)) the progress line appears on stderr.
-    const cmd = [
-      Deno.execPath(),
-      "run",
-      "-A",
-      "--quiet",
-      "--config",
-      CONFIG,
-      MAIN,
-      "restore",
-      "app.db",
-      "-o",
-      `${dir}/tty.db`,
-      "--bucket",
-      bucket,
-    ].map((a) => `'${a}'`).join(" ");
-    const out = await new Deno.Command("script", {
-      args: ["-q", "-e", "-c", cmd, "/dev/null"],
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const tty = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, tty);
-    assert.match(tty, /restore app\.db .*MB\/s/);
-    assert.match(tty, /restored app\.db to /);
+    const cases: [string[], RegExp, RegExp][] = [
+      [
+        ["restore", "app.db", "-o", `${dir}/OUT.db`, "--bucket", bucket],
+        /restore app\.db .*MB\/s .*ETA/,
+        /restored app\.db to /,
+      ],
+      [["verify", "app.db", "--bucket", bucket], /verify app\.db .*MB\/s/, /\bok\b|restorable/i],
+      [["snapshot", db, "--bucket", bucket], /snapshot app\.db .*MB\/s/, /uploaded/],
+      [["snapshot", db, "--bucket", bucket], /upload app\.db .*MB\/s/, /uploaded/],
+      [
+        ["prune", "app.db", "--bucket", bucket],
+        /prune app\.db: reading snapshot headers +\d+\/\d+ files .*files\/s/,
+        /kept/,
+      ],
+    ];
+    // A snapshot of a TXID already snapshotted is the existing one: each run writes first.
+    const write = (a: string[]) =>
+      a[0] === "snapshot" ? cliSql(db, "UPDATE t SET n = coalesce(n, 0) + 1 WHERE id < 100") : "";
+    for (const [i, [args, progress, result]] of cases.entries()) {
+      const a = args.map((x) => x.replace("OUT", `tty-${i}`));
+      await write(a);
+      const tty = await underPty(a);
+      assert.equal(tty.code, 0, tty.tty);
+      assert.match(tty.tty, progress, a.join(" "));
+      assert.match(tty.tty, result);
+      await write(a);
+      const quiet = await underPty([...a.map((x) => x.replace(`tty-${i}`, `quiet-${i}`)), "-q"]);
+      assert.equal(quiet.code, 0, quiet.tty);
+      assert.doesNotMatch(quiet.tty, /\/s /, `${a.join(" ")} -q`);
+      await write(a);
+      const piped = await walrust(a.map((x) => x.replace(`tty-${i}`, `piped-${i}`)));
+      assert.equal(piped.code, 0, piped.stderr);
+      assert.doesNotMatch(piped.stderr, /\/s /, `${a.join(" ")} in a pipe`);
+      assert.match(piped.stdout + piped.stderr, result);
+    }
   } finally {
+    await app.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { walrust, WalrustProcess } from "../helpers/walrust.ts";
 import { cliSql, createAppDb, sequentialInsert } from "../helpers/apps.ts";
-import { dumpContent } from "../helpers/sqlite_writer.ts";
+import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
 import { requireS3OrSkip, s3Options, uniquePrefix } from "../helpers/s3env.ts";
 import { waitCaughtUp } from "../helpers/replica.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
@@ -553,5 +553,149 @@ Deno.test("a litestream.yml as-is: restore DB_PATH, ltx DB_PATH, and its exec: r
     const l = await walrust(["ltx", "-config", "litestream.yml", "-level", "9", db], { cwd: dir });
     assert.equal(l.code, 0, l.stderr);
     assert.match(l.stdout, /^9\s+0000000000000001\s/m);
+  });
+});
+
+Deno.test("-no-expand-env reads $ in the config as written; without it $VAR expands", async () => {
+  await withDir(async (dir) => {
+    // A file whose name has a literal $ in it.
+    const db = `${dir}/a$b.db`;
+    await appDb(db, 2);
+    const cfg = `${dir}/litestream.yml`;
+    await Deno.writeTextFile(
+      cfg,
+      `dbs:\n  - path: ${db}\n    replica:\n      type: file\n      path: ${dir}/rep/a$b.db\n`,
+    );
+    const env = { b: "" };
+    const expanded = await walrust(["replicate", "-config", cfg, "-once", ...FAST], {
+      cwd: dir,
+      env,
+    });
+    assert.equal(expanded.code, 3, expanded.stderr);
+    assert.match(oneLine(expanded.stderr), /a\.db/);
+    for (const flag of ["-no-expand-env", "--no-expand-env"]) {
+      const r = await walrust(["replicate", flag, "-config", cfg, "-once", ...FAST], {
+        cwd: dir,
+        env,
+      });
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.ok(await pathExists(`${dir}/rep/a$b.db/ltx/0`));
+    const out = `${dir}/out.db`;
+    const r = await walrust(["restore", "-no-expand-env", "-config", cfg, "-o", out, db], {
+      cwd: dir,
+      env,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await dumpContent(out), await dumpContent(db));
+    assert.equal(await rowCount(out), 2);
+  });
+});
+
+Deno.test("replicate -once -force-snapshot / -enforce-retention, and -restore-if-db-not-exists", async () => {
+  await withDir(async (dir) => {
+    const db = `${dir}/app.db`;
+    const root = `${dir}/rep`;
+    const url = `file://${root}/app.db`;
+    await appDb(db, 2);
+    // A long-lived app connection: the WAL stays, so only the flag makes a new snapshot.
+    const app = await SqliteWriter.start(db);
+    try {
+      for (const flag of ["-force-snapshot", "-enforce-retention"]) {
+        const r = await walrust(["replicate", flag, ...FAST, db, url], { cwd: dir });
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(oneLine(r.stderr), new RegExp(`--${flag.slice(1)} needs --once`));
+      }
+      await syncOnce(dir, db, url);
+      const snapshots = () =>
+        [...Deno.readDirSync(`${root}/app.db/ltx/9`)].map((e) => e.name)
+          .filter((n) => /^[0-9a-f]{16}-[0-9a-f]{16}\.ltx$/.test(n));
+      const before = snapshots();
+      await app.exec(sequentialInsert(3));
+      await syncOnce(dir, db, url);
+      assert.deepEqual(snapshots(), before, "a plain -once takes no snapshot");
+      await app.exec(sequentialInsert(4));
+      const forced = await walrust(["replicate", "-once", "-force-snapshot", ...FAST, db, url], {
+        cwd: dir,
+      });
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.equal(
+        snapshots().length,
+        before.length + 1,
+        `${before} -> ${snapshots()}\n${forced.stderr}`,
+      );
+
+      // Retention that keeps one snapshot per hour: the older ones of this hour go.
+      await Deno.writeTextFile(
+        `${dir}/walrust.toml`,
+        `[retention]\nenabled = false\npitr_window = "1s"\nhourly = 1\ndaily = 1\nweekly = 1\n` +
+          `monthly = 1\n`,
+      );
+      await new Promise((r) => setTimeout(r, 1100)); // the PITR window must pass the older ones
+      await app.exec(sequentialInsert(5));
+      const plain = await walrust(["replicate", "-once", "-force-snapshot", ...FAST, db, url], {
+        cwd: dir,
+      });
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.ok(snapshots().length >= 3, "retention disabled: -once alone deletes nothing");
+      const pruned = await walrust(
+        ["replicate", "-once", "-enforce-retention", ...FAST, db, url],
+        { cwd: dir },
+      );
+      assert.equal(pruned.code, 0, pruned.stderr);
+      assert.match(pruned.stderr, /retention .*deleted=[1-9]/);
+      // Kept: the newest, and the one the 1 s PITR window starts from.
+      const kept = snapshots().sort();
+      assert.equal(kept.length, 2, kept.join(" "));
+    } finally {
+      await app.close();
+    }
+    const source = await dumpContent(db);
+
+    // -restore-if-db-not-exists: the missing database comes back before replication starts.
+    for (const f of ["app.db", "app.db-wal", "app.db-shm"]) {
+      await Deno.remove(`${dir}/${f}`).catch(() => {});
+    }
+    await Deno.remove(`${dir}/.app.db-walrust`, { recursive: true });
+    const back = await walrust([
+      "replicate",
+      "-once",
+      "-restore-if-db-not-exists",
+      ...FAST,
+      db,
+      url,
+    ], {
+      cwd: dir,
+    });
+    assert.equal(back.code, 0, back.stderr);
+    assert.match(back.stderr, /restored a missing database/);
+    assert.equal((await cliSql(db, "PRAGMA integrity_check")).trim(), "ok");
+    assert.equal(await dumpContent(db), source);
+    // An existing database is left alone; no backup at all is a first start (then: not found).
+    const again = await walrust([
+      "replicate",
+      "-once",
+      "-restore-if-db-not-exists",
+      ...FAST,
+      db,
+      url,
+    ], {
+      cwd: dir,
+    });
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /restored a missing/);
+    const none = await walrust(
+      [
+        "replicate",
+        "-once",
+        "-restore-if-db-not-exists",
+        ...FAST,
+        `${dir}/new.db`,
+        `file://${root}/new.db`,
+      ],
+      { cwd: dir },
+    );
+    assert.equal(none.code, 3, none.stderr);
+    assert.match(none.stderr, /no backup of a missing database/);
   });
 });
