@@ -562,6 +562,8 @@ export class Replicator {
     } catch (e) {
       throw e instanceof WalrustError ? this.#fail(e) : e;
     }
+    // The old file's set closes now unless something of ours still shares its inodes.
+    WatchedFiles.sweep();
     this.#pageSize = this.#files.pageSize;
     this.#pages = new PageSource(dbPath, this.#files.db, this.#pageSize);
     this.#pinned = false;
@@ -1105,6 +1107,16 @@ export class Replicator {
     this.#maintStop.abort();
     await this.#maint;
     await this.#busy;
+  }
+
+  /**
+   * After stop(), when this replication ends for good because its database was deleted (a
+   * discovered database left): give its files back (WatchedFiles.dispose closes them when safe).
+   */
+  dispose(): void {
+    this.#closed = true;
+    this.#f?.dispose();
+    this.#f = undefined;
   }
 
   /**

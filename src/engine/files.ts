@@ -1,5 +1,6 @@
 /**
- * The files of one watched database, each opened once and never closed (DESIGN.md §3): the
+ * The files of one watched database, each opened once and closed only after its path stopped
+ * naming it (DESIGN.md §3; docs/decisions.md "Files replaced under a running watcher"): the
  * single-watcher lock, the two SQLite connections (holding the read lock), walrust's own read
  * descriptors on the database and the `-wal`, and the identity (device, inode) of each path, so
  * that a file deleted or replaced under us is noticed instead of read stale.
@@ -16,8 +17,11 @@ export type FileChange =
   | "wal-replaced"
   | "shm-replaced";
 
-/** Sets whose paths were replaced: kept reachable and open for the life of the process. */
-const retired: WatchedFiles[] = [];
+/**
+ * Every set this process opened and has not closed, in use or not: kept reachable (a collected
+ * connection would close itself). Only {@link WatchedFiles.sweep} closes any.
+ */
+const all = new Set<WatchedFiles>();
 /** Sets released by a stopped replication, by `dev:ino`: reused by the next one of that file. */
 const idle = new Map<string, WatchedFiles>();
 
@@ -35,10 +39,13 @@ export class WatchedFiles {
   ) {
     this.#dbId = db.file.statSync();
     this.#walId = wal.statSync();
+    all.add(this);
   }
 
   #dbId: Deno.FileInfo;
   #walId: Deno.FileInfo;
+  /** A replication uses the set (opened or reused, not yet released, retired or disposed). */
+  #inUse = true;
 
   /**
    * Lock the database, open the SQLite connections (WAL mode required), create Litestream's
@@ -58,6 +65,7 @@ export class WatchedFiles {
       idle.delete(lock.key);
       reused.lock = lock;
       reused.h.beginReadLock();
+      reused.#inUse = true;
       return reused;
     }
     const db = DbFileReader.openSync(dbPath);
@@ -108,6 +116,7 @@ export class WatchedFiles {
   release(): void {
     this.h.releaseReadLock();
     this.lock.release();
+    this.#inUse = false;
     idle.set(this.lock.key, this);
   }
 
@@ -118,7 +127,59 @@ export class WatchedFiles {
    */
   retire(): void {
     this.lock.release();
-    retired.push(this);
+    this.#inUse = false;
+  }
+
+  /**
+   * The replication of this set ended for good (its database was deleted, or it failed): give
+   * the locks up, then close whatever {@link sweep} finds safe to close.
+   */
+  dispose(): void {
+    this.lock.release();
+    try {
+      this.h.releaseReadLock();
+    } catch {
+      // A failed set may not answer; the sweep closes it or keeps it, as its files say.
+    }
+    this.#inUse = false;
+    WatchedFiles.sweep();
+  }
+
+  /**
+   * Close the sets nothing uses whose database path is gone or names another file now, unless a
+   * set in use holds the same database or `-wal` inode: closing our descriptors would drop this
+   * process's POSIX locks on that inode, the ones SQLite's connections of the set in use rely on.
+   * SQLite closes a moved database's connections without a checkpoint and without deleting the
+   * `-wal` by path (see SqliteHandle.closeMoved), so the file at the path now is untouched.
+   * A deleted tenant database thereby gives its 7 descriptors back. Returns how many closed.
+   */
+  static sweep(): number {
+    const inUse = [...all].filter((s) => s.#inUse);
+    const shares = (a: WatchedFiles, b: WatchedFiles) =>
+      sameFile(a.#dbId, b.#dbId) || sameFile(a.#walId, b.#walId);
+    const closed = new Set<DbFileReader>();
+    let n = 0;
+    for (const s of all) {
+      if (s.#inUse || !s.#moved() || inUse.some((u) => shares(u, s))) continue;
+      all.delete(s);
+      if (idle.get(s.lock.key) === s) idle.delete(s.lock.key);
+      s.lock.release();
+      s.h.closeMoved();
+      s.wal.close();
+      // Sets of one inode share its reader: it closes once, after the last of them.
+      if (![...all].some((o) => o.db === s.db) && !closed.has(s.db)) {
+        closed.add(s.db);
+        s.db.closeMoved();
+      }
+      n++;
+    }
+    return n;
+  }
+
+  /** The database path is gone or names another file than the one held. */
+  #moved(): boolean {
+    const path = statOrUndefined(this.dbPath);
+    return !path || !sameFile(path, this.#dbId);
   }
 }
 

@@ -154,7 +154,8 @@ export class Store {
     this.#pending.delete(r);
     this.#specs.delete(r);
     this.#reported.delete(r);
-    r.stop().catch(() => {});
+    // Its files go once its last operation finished: a deleted database keeps nothing open.
+    r.stop().then(() => r.dispose()).catch(() => {});
     this.onChange?.();
   }
 

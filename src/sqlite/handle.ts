@@ -13,6 +13,7 @@
  * the last connection checkpoints and DELETES the WAL. A DatabaseSync that is garbage-collected
  * closes itself, so every open handle is kept reachable in `live` for the life of the process;
  * a process that exits without closing leaves the WAL for SQLite's recovery, which is the plan.
+ * The one exception is a database whose file is no longer at its path (closeMoved).
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
@@ -292,6 +293,26 @@ export class SqliteHandle {
         `database ${this.path}: cannot ${what} while the write barrier is held`,
       );
     }
+  }
+
+  /**
+   * Close both connections of a database whose file was deleted or replaced under its path (the
+   * caller checks: WatchedFiles.sweep). SQLite then neither checkpoints nor deletes the `-wal`:
+   * on close it asks the VFS whether the database file moved (SQLITE_FCNTL_HAS_MOVED: the path
+   * is gone or names another inode) and skips both, so whatever now lives at the path is left
+   * alone (tests/engine/files_close_test.ts proves it with a new database there).
+   */
+  closeMoved(): void {
+    live.delete(this);
+    for (const db of [this.#reader, this.#writer]) {
+      try {
+        db.close();
+      } catch {
+        // Closing is all that is left to do with it; a failure changes nothing on disk.
+      }
+    }
+    this.#readLock = false;
+    this.#barrier = false;
   }
 
   /**

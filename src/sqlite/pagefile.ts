@@ -61,8 +61,8 @@ export function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
 }
 
 /**
- * The process-wide read handle on one database file. Opened once, never closed in production
- * (see the module comment); every read from the database file goes through `file`, with
+ * The process-wide read handle on one database file. Opened once, closed only after the file left
+ * its path and nothing uses it (closeMoved; see the module comment); every read from the database file goes through `file`, with
  * synchronous calls only.
  */
 export class DbFileReader {
@@ -104,6 +104,17 @@ export class DbFileReader {
     } catch (err) {
       throw new DatabaseError(`database file ${path}: ${errorText(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * Close the descriptor of a file that is no longer at its path, once nothing of this process
+   * uses that inode any more (WatchedFiles.sweep decides); forgets the reader everywhere.
+   */
+  closeMoved(): void {
+    if (readers.get(this.path) === this) readers.delete(this.path);
+    const i = retired.indexOf(this);
+    if (i >= 0) retired.splice(i, 1);
+    this.file.close();
   }
 
   /** Read into `buf` at `offset` in the database file (see readAtSync). */
