@@ -45,3 +45,4 @@ export {
   type VerifyProblem,
   type VerifyReport,
 } from "./api/verify.ts";
+export { follow, type FollowerStatus, type Following, type FollowOptions } from "./api/follow.ts";

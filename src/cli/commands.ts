@@ -60,13 +60,28 @@ ${WATCH_OPTIONS}`,
     config: true,
     summary: "Litestream's name for watch (replicate -exec CMD runs your app as a child)",
     usage: `Usage: walrust replicate [options] [DB_PATH REPLICA_URL]
+       walrust replicate SOURCE --local PATH [--interval 1s]
 
 The same command as 'walrust watch', under Litestream's name: the container pattern is
   walrust restore -if-db-not-exists -if-replica-exists DB_PATH && exec walrust replicate -exec "APP"
 
+With --local PATH it is walrust's read replica instead (Litestream's replicate has no such
+form): PATH is a local copy of SOURCE (s3://bucket/prefix/DB, file:///path/DB, or NAME with
+--bucket) that follows the replica, applying only what is new, one atomic batch at a time.
+Apps open PATH read-only; it is a rollback-journal database walrust alone writes (a write by
+anything else stops the follower, exit 5). See docs/replicas.md.
+      --local PATH        the read replica's file (bootstrapped from the latest state)
+      --interval D        how often to ask the replica for new files: 200ms, 1s, 5m (default 1s)
+Without SOURCE, 'walrust replicate' follows every [[replicas]] entry of the config
+(source, local, interval); /metrics and /health serve walrust_follower_* (--metrics-addr,
+--no-metrics as for watch).
+
 ${WATCH_OPTIONS}`,
-    run: async (a: string[], c: CliContext) =>
-      (await import("./watch.ts")).runWatch(a, c, "replicate"),
+    run: async (a: string[], c: CliContext) => {
+      const f = await import("./follow.ts");
+      if (f.isFollowerForm(a) || (await f.configFollows(a, c))) return await f.runFollow(a, c);
+      return (await import("./watch.ts")).runWatch(a, c, "replicate");
+    },
   },
   {
     name: "restore",

@@ -1,11 +1,10 @@
 /** `walrust watch` (Litestream's `replicate`): replicate databases continuously. */
 import type { CliContext } from "./context.ts";
-import { type Flags, num, parseFlags, str } from "./args.ts";
+import { num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import {
   type FileConfig,
-  type MetricsSettings,
   resolveCache,
   resolveMetrics,
   resolveSync,
@@ -13,6 +12,7 @@ import {
 } from "../config/schema.ts";
 import { type DatabaseSpec, expandDatabases, literalDatabases } from "../config/globs.ts";
 import { isReplicaUrl, replicaFromFlags, splitReplicaUrl, webhookSender } from "./replica_flags.ts";
+import { METRICS_OPTIONS, metricsFlags } from "./metrics_flags.ts";
 import { ExecChild } from "./exec.ts";
 import { replicate } from "../api.ts";
 import { log } from "../observe/log.ts";
@@ -34,9 +34,7 @@ const OPTIONS = {
   "enforce-retention": { type: "boolean" },
   "restore-if-db-not-exists": { type: "boolean" },
   "shutdown-drain": { type: "string" },
-  "metrics-addr": { type: "string" },
-  "no-metrics": { type: "boolean" },
-  "metrics-process": { type: "boolean" },
+  ...METRICS_OPTIONS,
   exec: { type: "string" },
 } as const;
 
@@ -285,27 +283,6 @@ async function watchUntilStopped(
     await hooks.flush(5_000);
     throw e;
   }
-}
-
-/** `--metrics-addr HOST:PORT`, `--no-metrics`, `--metrics-process` over [metrics]. */
-function metricsFlags(flags: Flags): Partial<MetricsSettings> {
-  const out: Partial<MetricsSettings> = {};
-  const addr = str(flags, "metrics-addr");
-  if (addr !== undefined) {
-    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
-    const port = m ? Number(m[3]) : NaN;
-    if (!m || port > 65535) {
-      throw new ConfigError(
-        `watch: --metrics-addr expects HOST:PORT (e.g. 127.0.0.1:16767 or :9090), got "${addr}"`,
-      );
-    }
-    out.host = m[1] ?? (m[2] || "0.0.0.0");
-    out.port = port;
-    out.enabled = true;
-  }
-  if (flags["no-metrics"]) out.enabled = false;
-  if (flags["metrics-process"]) out.process = true;
-  return out;
 }
 
 /** Settings this version parses but does not act on: say so rather than ignore them silently. */

@@ -17,6 +17,7 @@ import {
   type LogLevel,
   type LogSettings,
   type MetricsSettings,
+  type ReplicaFollowEntry,
   resolveRetention,
   resolveRetry,
   type RetentionSettings,
@@ -670,6 +671,7 @@ const ROOT_KEYS = [
   "log",
   "webhooks",
   "databases",
+  "replicas",
 ];
 
 function readRoot(ctx: Ctx, doc: Table): FileConfig {
@@ -739,7 +741,41 @@ function readRoot(ctx: Ctx, doc: Table): FileConfig {
       readDatabase(ctx, `databases[${i}]`, t, config.retention)
     );
   }
+  if (doc.replicas !== undefined) {
+    config.replicas = tableArray(ctx, "replicas", doc.replicas).map((t, i) =>
+      readReplicaFollow(ctx, `replicas[${i}]`, t)
+    );
+    const seen = new Set<string>();
+    for (const [i, r] of config.replicas.entries()) {
+      if (seen.has(r.local)) {
+        ctx.fail(
+          `replicas[${i}].local`,
+          `${r.local} is followed twice`,
+          "one local path per entry",
+        );
+      }
+      seen.add(r.local);
+    }
+  }
   return config;
+}
+
+function readReplicaFollow(ctx: Ctx, path: string, t: Table): ReplicaFollowEntry {
+  allowKeys(ctx, path, t, ["source", "local", "interval"]);
+  for (const key of ["source", "local"]) {
+    if (t[key] === undefined) {
+      ctx.fail(path, `missing required key ${key}`, 'e.g. source = "s3://bucket/app.db"');
+    }
+  }
+  const local = text(ctx, at(path, "local"), t.local);
+  const entry: ReplicaFollowEntry = {
+    source: text(ctx, at(path, "source"), t.source),
+    local: isAbsolute(local) ? local : resolve(ctx.baseDir ?? Deno.cwd(), local),
+  };
+  if (t.interval !== undefined) {
+    entry.intervalMs = seconds({ positive: true })(ctx, at(path, "interval"), t.interval);
+  }
+  return entry;
 }
 
 /** `levels = ["30s", "5m", "1h"]`: the intervals of levels 1..n (at most 8; [] = no compaction). */

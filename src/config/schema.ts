@@ -126,6 +126,18 @@ export const WEBHOOK_EVENT_ALIASES: Readonly<Record<string, WebhookEvent>> = {
   sync_failed: "upload_failed",
 };
 
+/** One `[[replicas]]` entry: a local read replica of a replicated database. */
+export interface ReplicaFollowEntry {
+  /** `s3://bucket/prefix/DB`, `file:///path/DB`, or a NAME in `[s3] bucket`. */
+  source: string;
+  /** The local copy (absolute; relative paths resolve against the config file's folder). */
+  local: string;
+  /** Poll interval (ms); default 1000. */
+  intervalMs?: number;
+  /** Line in the config file, for messages. */
+  line?: number;
+}
+
 /** One `[[webhooks]]` entry, events normalised (aliases resolved, no duplicates). */
 export interface WebhookSettings {
   url: string;
@@ -182,6 +194,8 @@ export interface FileConfig {
   log: Partial<LogSettings>;
   webhooks: WebhookSettings[];
   databases: DatabaseEntry[];
+  /** `[[replicas]]`: read replicas `walrust replicate` keeps current (the follower). */
+  replicas: ReplicaFollowEntry[];
   /**
    * A shell command line to run as a child once replication has started (Litestream `exec`,
    * the `--exec` flag's config form); walrust stops when it exits.
@@ -323,6 +337,7 @@ export function emptyFileConfig(): FileConfig {
     metrics: {},
     log: {},
     webhooks: [],
+    replicas: [],
     databases: [],
   };
 }

@@ -407,3 +407,62 @@ function sqlite<T>(path: string, step: string, fn: () => T): T {
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * The follower's connection on its local copy (a rollback-journal database that readers open):
+ * held for the life of the process (closing it, or any other descriptor of ours on the file,
+ * would drop this process's POSIX locks), used only to take SQLite's own EXCLUSIVE lock around
+ * each batch walrust writes into the file.
+ */
+export class LocalCopyLock {
+  readonly #db: DatabaseSync;
+  private constructor(readonly path: string, db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /**
+   * Open `path`, switching it to rollback-journal mode (`journal_mode=DELETE`) and rolling back a
+   * hot journal a crash left (SQLite does that on the first read).
+   */
+  static open(path: string, busyTimeoutMs: number): LocalCopyLock {
+    const db = sqlite(path, "open", () => new DatabaseSync(path, { timeout: busyTimeoutMs }));
+    const mode = sqlite(
+      path,
+      "set journal_mode=DELETE",
+      () => db.prepare("PRAGMA journal_mode=DELETE").get()?.journal_mode,
+    );
+    if (String(mode).toLowerCase() !== "delete") {
+      throw new DatabaseError(`database ${path}: could not switch to rollback-journal mode`);
+    }
+    sqlite(path, "read", () => db.prepare("SELECT count(*) FROM sqlite_master").get());
+    const lock = new LocalCopyLock(path, db);
+    liveLocks.add(lock);
+    return lock;
+  }
+
+  /**
+   * Run `fn` holding SQLite's EXCLUSIVE lock on the file (readers wait in their busy handler),
+   * then release it. `fn` writes through walrust's own descriptor; nothing is written through
+   * this connection, so the release leaves no journal of its own.
+   */
+  async withExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    sqlite(this.path, "BEGIN EXCLUSIVE", () => this.#db.exec("BEGIN EXCLUSIVE"));
+    try {
+      return await fn();
+    } finally {
+      sqlite(this.path, "release the exclusive lock", () => this.#db.exec("ROLLBACK"));
+    }
+  }
+
+  /** `PRAGMA integrity_check` through this connection (between batches). */
+  integrityCheck(): string[] {
+    return sqlite(
+      this.path,
+      "integrity_check",
+      () => this.#db.prepare("PRAGMA integrity_check").all().map((r) => String(r.integrity_check)),
+    );
+  }
+}
+
+/** Keeps every local-copy connection reachable: a collected DatabaseSync would close itself. */
+const liveLocks = new Set<LocalCopyLock>();

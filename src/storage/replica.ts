@@ -82,6 +82,21 @@ export class DbReplica {
     return out.sort((a, b) => a.minTXID - b.minTXID || a.maxTXID - b.maxTXID);
   }
 
+  /**
+   * The files of `level` that start exactly at `minTXID`: one narrow listing (a follower asks
+   * for what follows its TXID without listing the level's history).
+   */
+  async startingAt(level: number, minTXID: number): Promise<ReplicaFile[]> {
+    const k = this.key(level, minTXID, minTXID);
+    const out: ReplicaFile[] = [];
+    for await (const obj of this.storage.list(k.slice(0, k.lastIndexOf("-") + 1))) {
+      const p = parseLtxKey(this.kind, this.prefix, obj.key);
+      if (!p || p.level !== level || p.minTXID !== minTXID) continue;
+      out.push({ ...p, key: obj.key, size: obj.size, lastModified: obj.lastModified });
+    }
+    return out.sort((a, b) => b.maxTXID - a.maxTXID);
+  }
+
   /** Read one LTX file (or a range of it). Throws NotFoundError if absent. */
   openLtx(f: LtxId, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
     return this.storage.get(this.#keyOf(f), range);
