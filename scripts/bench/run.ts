@@ -1,6 +1,7 @@
 /**
  * All walrust benchmarks:
- * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction|metrics] [--quick]`.
+ * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction|metrics|progress|follower]
+ * [--quick]`.
  * The LTX codec benchmark (scripts/bench/ltx.ts) runs first when that file exists.
  */
 
@@ -11,6 +12,7 @@ import { benchIdle } from "./idle.ts";
 import { benchCompaction } from "./compaction.ts";
 import { benchMetrics } from "./metrics.ts";
 import { benchProgress } from "./progress.ts";
+import { benchFollower } from "./follower.ts";
 import { s3TestConfig } from "../../tests/helpers/s3env.ts";
 
 const NAMES = [
@@ -23,6 +25,7 @@ const NAMES = [
   "compaction",
   "metrics",
   "progress",
+  "follower",
 ] as const;
 type Name = typeof NAMES[number];
 
@@ -88,4 +91,5 @@ if (want("idle")) await benchIdle({ quick });
 if (want("compaction")) await benchCompaction({ quick });
 if (want("metrics")) await benchMetrics({ quick });
 if (want("progress")) await benchProgress({ quick });
+if (want("follower")) await benchFollower({ quick });
 console.log(`\nload average at the end: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
