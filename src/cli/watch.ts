@@ -13,6 +13,7 @@ import {
 import { type DatabaseSpec, expandDatabases, literalDatabases } from "../config/globs.ts";
 import { isReplicaUrl, replicaFromFlags, splitReplicaUrl, webhookSender } from "./replica_flags.ts";
 import { METRICS_OPTIONS, metricsFlags } from "./metrics_flags.ts";
+import { checkFdLimit } from "./fd_limit.ts";
 import { ExecChild } from "./exec.ts";
 import { replicate } from "../api.ts";
 import { log } from "../observe/log.ts";
@@ -187,6 +188,7 @@ async function watchUntilStopped(
     }
   }
   const dbs = await expandDatabases(entries, expandOpts);
+  checkFdLimit(dbs.length);
   // Directory watching: globs with `watch = true` are scanned again while running.
   const watched = entries.filter((e) => e.watch);
   const asOptions = (d: (typeof dbs)[number]) => ({

@@ -15,6 +15,7 @@ import { formatHex64, formatTXID } from "../ltx/names.ts";
 import { lockPgno } from "../ltx/header.ts";
 import type { Logger } from "../observe/log.ts";
 import { readAtSync } from "../sqlite/pagefile.ts";
+import { toRollbackMode } from "../sqlite/handle.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
 import type { DbReplica, ReplicaFile } from "../storage/replica.ts";
 import { atomicWriteFile, fsyncDir, removeIfExists, writeAll } from "../fsutil.ts";
@@ -291,26 +292,34 @@ export class Follower {
     }
   }
 
-  /** First start: restore into a temp file, then move it into place. */
+  /**
+   * First start: restore into a temp file, switch it to rollback mode, write the state, then
+   * rename it into place; a crash at any step leaves either no copy (the next start begins
+   * again) or a copy with its state.
+   */
   async #bootstrapNew(): Promise<void> {
     const { localPath, log } = this.#o;
     const tmp = `${localPath}.walrust-bootstrap`;
     await removeIfExists(tmp);
     const { txid } = await this.#o.bootstrap(tmp);
+    // The primary's checksum is of the file as restored, before its header says rollback mode.
     const info = await this.#fileInfo(tmp);
-    await Deno.rename(tmp, localPath);
-    await fsyncDir(dirname(localPath));
-    const copy = LocalCopy.open(localPath, this.#o.busyTimeoutMs);
-    this.#copy = copy;
+    toRollbackMode(tmp);
+    const { counter } = await this.#fileInfo(tmp);
     this.#state = {
       version: 1,
       source: this.#o.source,
       txid,
       checksum: info.checksum,
-      counter: copy.counter,
+      counter,
       appliedTimestamp: Date.now(),
     };
     await this.#writeState(this.#state);
+    await Deno.rename(tmp, localPath);
+    await fsyncDir(dirname(localPath));
+    const copy = LocalCopy.open(localPath, this.#o.busyTimeoutMs);
+    this.#copy = copy;
+    copy.checkUntouched();
     this.#status.txid = txid;
     this.#status.bytesDownloaded += info.bytes;
     log.info("bootstrapped the read replica", {
@@ -362,8 +371,10 @@ export class Follower {
     try {
       const head = new Uint8Array(100);
       readAtSync(f, 0, head);
-      const raw = new DataView(head.buffer).getUint16(16);
+      const view = new DataView(head.buffer);
+      const raw = view.getUint16(16);
       const pageSize = raw === 1 ? 65536 : raw;
+      const counter = view.getUint32(24);
       const bytes = (await f.stat()).size;
       const commit = Math.floor(bytes / pageSize);
       const sum = new DatabaseChecksum(pageSize);
@@ -374,7 +385,7 @@ export class Follower {
         readAtSync(f, (pgno - 1) * pageSize, buf);
         sum.add(pgno, buf);
       }
-      return { pageSize, commit, bytes, checksum: formatHex64(sum.value()) };
+      return { pageSize, commit, bytes, counter, checksum: formatHex64(sum.value()) };
     } finally {
       f.close();
     }

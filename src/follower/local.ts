@@ -87,7 +87,9 @@ export class LocalCopy {
       const before = this.geometry();
       if (before.pageSize !== pageSize) {
         throw new DatabaseError(
-          `${this.path}: page size ${before.pageSize}, the replica's ${pageSize}; re-bootstrap`,
+          `${this.path}: the source's page size changed (${before.pageSize} -> ${pageSize}); ` +
+            `delete ${this.path} and ${this.path}-walrust-replica.json, then start again to ` +
+            "re-bootstrap (readers must re-open the new file)",
         );
       }
       const journal = RollbackJournal.create(this.path, pageSize, before.commit);

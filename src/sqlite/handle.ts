@@ -464,5 +464,25 @@ export class LocalCopyLock {
   }
 }
 
+/**
+ * Switch a database file nobody else has open (a fresh restore) to rollback-journal mode and
+ * close it again: safe, as no other connection exists and leaving WAL mode removes the WAL.
+ */
+export function toRollbackMode(path: string): void {
+  const db = sqlite(path, "open", () => new DatabaseSync(path));
+  try {
+    const mode = sqlite(
+      path,
+      "set journal_mode=DELETE",
+      () => db.prepare("PRAGMA journal_mode=DELETE").get()?.journal_mode,
+    );
+    if (String(mode).toLowerCase() !== "delete") {
+      throw new DatabaseError(`database ${path}: could not switch to rollback-journal mode`);
+    }
+  } finally {
+    db.close();
+  }
+}
+
 /** Keeps every local-copy connection reachable: a collected DatabaseSync would close itself. */
 const liveLocks = new Set<LocalCopyLock>();
