@@ -90,7 +90,10 @@ export async function follow(o: FollowOptions): Promise<Following> {
         });
         waiting = true;
       }
-      await new Promise((r) => setTimeout(r, intervalMs));
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, intervalMs);
+        o.signal?.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
+      });
     }
   }
 

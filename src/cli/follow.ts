@@ -111,14 +111,22 @@ export async function runFollow(args: string[], ctx: CliContext): Promise<number
         ({ bucket: bucketUrl, name } = splitReplicaUrl(name));
       }
       const replica = await replicaFromFlags("replicate", flags, ctx, config, undefined, bucketUrl);
-      const f = await follow({
-        bucket: replica,
-        name,
-        local: t.local,
-        intervalMs: t.intervalMs,
-        log,
-        signal: stop.signal,
-      });
+      let f: Following;
+      try {
+        f = await follow({
+          bucket: replica,
+          name,
+          local: t.local,
+          intervalMs: t.intervalMs,
+          log,
+          signal: stop.signal,
+        });
+      } catch (e) {
+        // SIGTERM while waiting for a first backup: a clean stop, not a failure.
+        if (!stop.signal.aborted) throw e;
+        log.info("stopped before following began", { db: t.local });
+        return 0;
+      }
       running.push(f);
       log.info("following", {
         db: t.local,
