@@ -39,7 +39,7 @@ import { applyRetention } from "./prune.ts";
 import { streamAllPages } from "./snapshot.ts";
 import {
   answerSnapshotRequest,
-  hasSnapshotRequest,
+  SnapshotRequestPoll,
   takeSnapshotRequest,
   writeWatcherInfo,
 } from "./requests.ts";
@@ -188,6 +188,7 @@ export class Replicator {
   #walOverThreshold = false;
   #closed = false;
   #gone = false;
+  readonly #requests: SnapshotRequestPoll;
   #failed: WalrustError | undefined;
   #compactor: LevelCompactor | undefined;
   /** The maintenance round running in the background, if any. */
@@ -212,6 +213,7 @@ export class Replicator {
     this.#o = o;
     this.#db = new DbReplica(o.replica, o.prefix);
     this.state = new LocalState(o.dbPath);
+    this.#requests = new SnapshotRequestPoll(this.state);
     this.name = o.name ?? o.prefix;
     const m = o.maintenance;
     const now = Date.now();
@@ -478,7 +480,7 @@ export class Replicator {
       this.#lastIdentityCheck = now;
       if (this.#f?.pathsMoved()) return "due"; // the sync's full check decides what it means
     }
-    return hasSnapshotRequest(this.state) ? "due" : "idle";
+    return this.#requests.pending(now) ? "due" : "idle";
   }
 
   /** Copy new committed frames into a level-0 file, then checkpoint or snapshot when due. */
