@@ -12,7 +12,7 @@ import {
   resolveDatabaseArg,
 } from "./replica_flags.ts";
 import { ConfigError, RestoreError } from "../errors.ts";
-import { parseBucketUrl } from "../storage/url.ts";
+import { parseBucketUrl, redactBucketUrl } from "../storage/url.ts";
 import { type DatabaseSummary, type FileSummary, list, listFiles } from "../api.ts";
 import { formatTXID } from "../ltx/names.ts";
 
@@ -197,7 +197,7 @@ export async function runDatabases(args: string[], ctx: CliContext): Promise<num
       ? ""
       : loc.kind === "file"
       ? `file://${loc.root.replace(/\/+$/, "")}/${d.name}`
-      : joinUrl(bucket!, d.name),
+      : joinUrl(redactBucketUrl(bucket!), d.name),
   }));
   if (flags.json) {
     ctx.out(JSON.stringify(rows, null, 2));

@@ -1,7 +1,7 @@
 /** Open the Storage behind a bucket URL. The S3 backend is imported only when an s3:// URL is used. */
 import type { Storage } from "./port.ts";
 import type { LayoutKind } from "./layout.ts";
-import { parseBucketUrl } from "./url.ts";
+import { parseBucketUrl, redactBucketUrl } from "./url.ts";
 import { FileStorage } from "./file.ts";
 import { type ResilienceEvents, ResilientStorage } from "./resilient.ts";
 import type { RetrySettings } from "../config/schema.ts";
@@ -61,6 +61,18 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
   if (parsed.kind === "file") {
     const storage = new FileStorage(parsed.root);
     return { storage, kind: "file", basePrefix: parsed.prefix, url, fileRoot: storage.root };
+  }
+  if (parsed.kind === "webdav") {
+    const { WebdavStorage } = await import("./webdav.ts");
+    const env = (k: string) => Deno.env.get(k) || undefined;
+    const storage = new WebdavStorage({
+      endpoint: parsed.endpoint,
+      username: parsed.username ?? env("WALRUST_WEBDAV_USERNAME") ??
+        env("LITESTREAM_WEBDAV_USERNAME"),
+      password: parsed.password ?? env("WALRUST_WEBDAV_PASSWORD") ??
+        env("LITESTREAM_WEBDAV_PASSWORD"),
+    });
+    return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };
   }
   const { openS3Storage } = await import("./s3.ts");
   const storage = await openS3Storage({

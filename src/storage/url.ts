@@ -24,10 +24,23 @@ export interface S3Bucket {
   forcePathStyle?: boolean;
 }
 
-/** Result of parseBucketUrl. */
-export type BucketLocation = FileBucket | S3Bucket;
+/** A WebDAV collection (`webdav://host/path` over HTTP, `webdavs://` over HTTPS). */
+export interface WebdavBucket {
+  kind: "webdav";
+  /** `http(s)://host[:port]/path/`, without credentials. */
+  endpoint: string;
+  /** From the URL's user info, when given there. */
+  username?: string;
+  password?: string;
+  /** Always "": callers add the per-database prefix. */
+  prefix: string;
+}
 
-const USAGE = "use s3://bucket/prefix, file:///absolute/path or a plain directory path";
+/** Result of parseBucketUrl. */
+export type BucketLocation = FileBucket | S3Bucket | WebdavBucket;
+
+const USAGE =
+  "use s3://bucket/prefix, webdav://host/path, file:///absolute/path or a plain directory path";
 
 // At least two letters so a Windows drive ("C:") is never taken for a scheme.
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]+):/;
@@ -47,6 +60,7 @@ export function parseBucketUrl(s: string): BucketLocation {
   }
   if (scheme === "file") return parseFileUrl(s);
   if (scheme === "s3") return parseS3Url(s);
+  if (scheme === "webdav" || scheme === "webdavs") return parseWebdavUrl(s, scheme);
   throw bad(s, `unsupported scheme "${scheme}://"; ${USAGE}`);
 }
 
@@ -80,6 +94,33 @@ function parseFileUrl(s: string): FileBucket {
     );
   }
   return { kind: "file", root: resolve(path), prefix: "" };
+}
+
+function parseWebdavUrl(s: string, scheme: string): WebdavBucket {
+  const u = parseUrl(s);
+  if (u.hostname === "") throw bad(s, `no host; use ${scheme}://host[:port]/path`);
+  if (u.search !== "" || u.hash !== "") {
+    throw bad(s, `${scheme} URL must not have a query or fragment; use ${scheme}://host/path`);
+  }
+  const segments = decodePart(s, u.pathname).split("/").filter((p) => p !== "");
+  if (segments.some((p) => p === "." || p === "..")) {
+    throw bad(s, `path must not contain "." or ".." segments`);
+  }
+  const http = scheme === "webdavs" ? "https" : "http";
+  const path = segments.map((p) => encodeURIComponent(p)).join("/");
+  const out: WebdavBucket = {
+    kind: "webdav",
+    endpoint: `${http}://${u.host}/${path}${path ? "/" : ""}`,
+    prefix: "",
+  };
+  if (u.username !== "") out.username = decodePart(s, u.username);
+  if (u.password !== "") out.password = decodePart(s, u.password);
+  return out;
+}
+
+/** The URL for messages: user info (a password) removed. */
+export function redactBucketUrl(s: string): string {
+  return s.replace(/^([A-Za-z][A-Za-z0-9+.-]+:\/\/)[^/@]*@/, "$1");
 }
 
 // Litestream's query keys, both spellings.
