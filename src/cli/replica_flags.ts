@@ -52,6 +52,8 @@ export async function replicaFromFlags(
       forcePathStyle: s3.forcePathStyle,
       accessKeyId: s3.accessKeyId || undefined,
       secretAccessKey: s3.secretAccessKey || undefined,
+      webdavUsername: s3.webdavUsername || undefined,
+      webdavPassword: s3.webdavPassword || undefined,
     },
     {
       retry: resolveRetry(config.retry),

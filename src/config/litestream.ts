@@ -519,7 +519,7 @@ const REPLICA_UNUSED: Record<string, { why: string; quietIf?: boolean }> = {
   "sse-customer-key-path": { why: "server-side encryption options are not supported" },
   "sse-kms-key-id": { why: "server-side encryption options are not supported" },
 };
-const OTHER_BACKEND = "walrust replicates to S3 (and S3-compatible stores) or files only";
+const OTHER_BACKEND = "walrust replicates to S3 (and S3-compatible stores), WebDAV or files only";
 for (
   const key of [
     "account-name",
@@ -531,9 +531,6 @@ for (
     "key-path",
     "concurrent-writes",
     "host-key",
-    "webdav-url",
-    "webdav-username",
-    "webdav-password",
     "jwt",
     "seed",
     "creds",
@@ -625,6 +622,9 @@ const REPLICA_KEYS = [
   "path",
   "url",
   "age",
+  "webdav-url",
+  "webdav-username",
+  "webdav-password",
   ...REPLICA_SETTINGS,
   ...Object.keys(REPLICA_UNUSED),
 ];
@@ -895,7 +895,14 @@ type Target =
     accessKeyId?: Str;
     secretAccessKey?: Str;
   }
-  | { kind: "file" };
+  | { kind: "file" }
+  | {
+    kind: "webdav";
+    /** `webdav://host[:port]` or `webdavs://...`: the server; the path is the remote. */
+    origin: string;
+    username?: Str;
+    password?: Str;
+  };
 
 interface ReplicaRead {
   target: Target;
@@ -937,7 +944,12 @@ function readReplica(
   if (localPath && /^\w+:\/\//.test(localPath.value)) {
     r.fail(localPath.line, at(path, "path"), "replica path cannot be a URL", "put it in url:");
   }
-  const type = scheme ?? typeKey?.value ?? "file";
+  const webdavUrl = r.string(get(m, "webdav-url"), at(path, "webdav-url"));
+  const type = scheme === "webdavs" ? "webdav" : scheme ?? typeKey?.value ??
+    (webdavUrl ? "webdav" : "file");
+  if (type === "webdav") {
+    return { own, ...readWebdav(r, m, path, { url, webdavUrl, localPath }) };
+  }
   if (type !== "s3" && type !== "file") {
     r.fail(
       (url ?? typeKey)?.line ?? e.line,
@@ -956,6 +968,45 @@ function readReplica(
     return { target: { kind: "file" }, own, remote, line: e.line, path };
   }
   return { own, ...readS3(r, e.line, path, db, { ...own, url, localPath }, globals) };
+}
+
+/**
+ * A WebDAV replica: `url: webdav://host/path` (`webdavs://` for HTTPS), or Litestream's
+ * `webdav-url: http(s)://host/base` with `path:` below it; `webdav-username`/`webdav-password`.
+ */
+function readWebdav(
+  r: Reader,
+  m: YMap,
+  path: string,
+  o: { url?: Str; webdavUrl?: Str; localPath?: Str },
+): Omit<ReplicaRead, "own"> {
+  const given = o.url ?? o.webdavUrl;
+  if (!given) {
+    return r.fail(m.line, path, "webdav replica needs a URL", "add url: webdav://host/path");
+  }
+  let u: URL;
+  try {
+    u = new URL(given.value);
+  } catch {
+    return r.fail(given.line, at(path, o.url ? "url" : "webdav-url"), "not a valid URL");
+  }
+  const secure = u.protocol === "https:" || u.protocol === "webdavs:";
+  if (!["http:", "https:", "webdav:", "webdavs:"].includes(u.protocol) || u.hostname === "") {
+    r.fail(
+      given.line,
+      at(path, o.url ? "url" : "webdav-url"),
+      `expected webdav://host/path or http(s)://host/path, got ${JSON.stringify(given.value)}`,
+    );
+  }
+  const segs = (p: string) =>
+    p.split("/").filter((x) => x !== "").map((x) => decodeURIComponent(x));
+  const remote = [...segs(u.pathname), ...(o.localPath ? segs(o.localPath.value) : [])];
+  const target: Target = { kind: "webdav", origin: `${secure ? "webdavs" : "webdav"}://${u.host}` };
+  const user = r.string(get(m, "webdav-username"), at(path, "webdav-username"));
+  const pass = r.string(get(m, "webdav-password"), at(path, "webdav-password"));
+  if (user) target.username = user;
+  if (pass) target.password = pass;
+  return { target, remote, line: m.line, path };
 }
 
 function readS3(
@@ -1160,6 +1211,10 @@ function segments(r: Reader, p: string, line: number, path: string): string[] {
 
 function sameTarget(a: Target, b: Target): boolean {
   if (a.kind === "file" || b.kind === "file") return a.kind === b.kind;
+  if (a.kind === "webdav" || b.kind === "webdav") {
+    return a.kind === "webdav" && b.kind === "webdav" && a.origin === b.origin &&
+      a.username?.value === b.username?.value && a.password?.value === b.password?.value;
+  }
   return a.bucket === b.bucket && a.endpoint === b.endpoint && a.region === b.region &&
     a.forcePathStyle === b.forcePathStyle && a.accessKeyId?.value === b.accessKeyId?.value &&
     a.secretAccessKey?.value === b.secretAccessKey?.value;
@@ -1167,6 +1222,7 @@ function sameTarget(a: Target, b: Target): boolean {
 
 function describeTarget(t: Target): string {
   if (t.kind === "file") return "a file replica";
+  if (t.kind === "webdav") return t.origin;
   const extra = [t.endpoint && `endpoint ${t.endpoint}`, t.region && `region ${t.region}`]
     .filter(Boolean).join(", ");
   return `s3://${t.bucket}${extra ? ` (${extra})` : ""}`;
@@ -1375,6 +1431,14 @@ function placeReplicas(r: Reader, config: FileConfig, dbs: DbRead[], globals: Re
   const t = first.target;
   if (t.kind === "file") {
     config.s3.bucket = `/${base}`;
+    return;
+  }
+  if (t.kind === "webdav") {
+    config.s3.bucket = `${t.origin}${base ? `/${base}` : ""}`;
+    if (t.username) config.s3.webdavUsername = t.username.value;
+    if (t.password) config.s3.webdavPassword = t.password.value;
+    if (t.username && keepsRaw(t.username.raw)) r.raw["s3.webdav_username"] = t.username.raw;
+    if (t.password && keepsRaw(t.password.raw)) r.raw["s3.webdav_password"] = t.password.raw;
     return;
   }
   config.s3.bucket = `s3://${t.bucket}${base ? `/${base}` : ""}`;

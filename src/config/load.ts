@@ -563,11 +563,19 @@ function bucket(ctx: Ctx, path: string, v: unknown): string {
     }
     return s;
   }
+  if (/^webdavs?:\/\//.test(s)) {
+    // The backend parses it in full; here only its shape (a host, no query or spaces).
+    if (!/^webdavs?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(s)) {
+      ctx.fail(path, `expected webdav://host[:port]/path, got ${describe(v)}`);
+    }
+    return s;
+  }
   if (isAbsolute(s)) return s;
   const fix = /^[a-z0-9][a-z0-9.-]*(\/|$)/.test(s) ? `did you mean "s3://${s}"?` : undefined;
   return ctx.fail(
     path,
-    `expected s3://bucket/prefix, file:///abs/path or an absolute path, got ${describe(v)}`,
+    "expected s3://bucket/prefix, webdav://host/path, file:///abs/path or an absolute path, " +
+      `got ${describe(v)}`,
     fix,
   );
 }
@@ -618,6 +626,8 @@ const S3_SPEC: Spec<S3Settings> = {
   forcePathStyle: ["force_path_style", bool],
   accessKeyId: ["access_key_id", credential],
   secretAccessKey: ["secret_access_key", credential],
+  webdavUsername: ["webdav_username", credential],
+  webdavPassword: ["webdav_password", credential],
 };
 
 const CACHE_SPEC: Spec<CacheSettings> = {

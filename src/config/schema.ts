@@ -172,6 +172,10 @@ export interface S3Settings {
   accessKeyId?: string;
   /** Static credentials (Litestream `secret-access-key`); set together with accessKeyId. */
   secretAccessKey?: string;
+  /** WebDAV login (Litestream `webdav-username`); default WALRUST_WEBDAV_USERNAME. */
+  webdavUsername?: string;
+  /** WebDAV password (Litestream `webdav-password`); default WALRUST_WEBDAV_PASSWORD. */
+  webdavPassword?: string;
 }
 
 /** A validated walrust.toml; every setting is optional so flags and defaults can be layered. */

@@ -32,6 +32,10 @@ export interface S3Overrides {
   accessKeyId?: string;
   /** The secret key that goes with `accessKeyId`. */
   secretAccessKey?: string;
+  /** WebDAV login (webdav:// buckets); else the URL's user info, else WALRUST_WEBDAV_USERNAME. */
+  webdavUsername?: string;
+  /** WebDAV password; else the URL's user info, else WALRUST_WEBDAV_PASSWORD. */
+  webdavPassword?: string;
 }
 
 /** Retries, circuit breaker and their events, applied to every backend. */
@@ -67,10 +71,11 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
     const env = (k: string) => Deno.env.get(k) || undefined;
     const storage = new WebdavStorage({
       endpoint: parsed.endpoint,
-      username: parsed.username ?? env("WALRUST_WEBDAV_USERNAME") ??
-        env("LITESTREAM_WEBDAV_USERNAME"),
-      password: parsed.password ?? env("WALRUST_WEBDAV_PASSWORD") ??
-        env("LITESTREAM_WEBDAV_PASSWORD"),
+      // Config first, then the URL's user info, then the environment.
+      username: nonEmpty(s3.webdavUsername) ?? parsed.username ??
+        env("WALRUST_WEBDAV_USERNAME") ?? env("LITESTREAM_WEBDAV_USERNAME"),
+      password: nonEmpty(s3.webdavPassword) ?? parsed.password ??
+        env("WALRUST_WEBDAV_PASSWORD") ?? env("LITESTREAM_WEBDAV_PASSWORD"),
     });
     return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };
   }
@@ -90,4 +95,8 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
 export function databasePrefix(replica: Replica, name: string): string {
   const base = replica.basePrefix.replace(/\/+$/, "");
   return base ? `${base}/${name}` : name;
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === "" ? undefined : s;
 }

@@ -11,9 +11,11 @@ import { cliSql, createAppDb, sequentialInsert } from "../helpers/apps.ts";
 import { dumpContent } from "../helpers/sqlite_writer.ts";
 import { requireS3OrSkip, s3Options, type S3TestConfig, uniquePrefix } from "../helpers/s3env.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
+import { requireWebdavOrSkip } from "../helpers/webdavenv.ts";
 
 const FIXTURES = new URL("../fixtures/litestream-yml/", import.meta.url).pathname;
 const S3 = await requireS3OrSkip();
+const W = await requireWebdavOrSkip();
 
 /** How one fixture is pointed at this machine, and the databases it replicates. */
 interface Live {
@@ -27,6 +29,8 @@ interface Live {
   env?(d: string, p: string, s3: S3TestConfig): Record<string, string>;
   /** Run with its `exec:` child instead of `-once`. */
   exec?: boolean;
+  /** Its replica is on the test WebDAV server (not RGW). */
+  webdav?: boolean;
 }
 
 /** Absolute paths the fixtures use, moved under the temp folder. */
@@ -108,6 +112,18 @@ const LIVE: Live[] = [
     env: () => ({ AWS_ENDPOINT_URL_S3: "" }),
   },
   {
+    file: "webdav.yml",
+    // p is "<run>-<n>/": the run's own folder on the WebDAV server.
+    rewrite: (t, d, p) =>
+      localPaths(t, d).replace(
+        "https://dav.example.com/remote.php/dav/files/me",
+        `http://${new URL(W!.url.replace(/^webdav:/, "http:")).host}/${p.replace(/\/$/, "")}`,
+      ).replace("webdav-username: me", `webdav-username: ${W!.username}`),
+    dbs: ["var/lib/notes/notes.db"],
+    env: () => ({ WEBDAV_PASSWORD: W!.password, WALRUST_WEBDAV_PASSWORD: "" }),
+    webdav: true,
+  },
+  {
     file: "levels.yml",
     rewrite: (t, d, p, s3) => s3Urls(localPaths(t, d), p, s3),
     dbs: ["var/lib/app/app.db", "var/lib/app/jobs.db"],
@@ -125,8 +141,9 @@ async function appDb(path: string, rows: number): Promise<void> {
 
 for (const live of LIVE) {
   Deno.test({
-    name: `s3: ${live.file} replicates, takes more writes, and restores every database exactly`,
-    ignore: !S3,
+    name: `${live.webdav ? "webdav" : "s3"}: ${live.file} replicates, takes more writes, and ` +
+      "restores every database exactly",
+    ignore: live.webdav ? !W || !S3 : !S3,
     async fn() {
       const s3 = S3!;
       const d = await Deno.makeTempDir({ prefix: "walrust-ls-fixture-" });
@@ -191,11 +208,15 @@ for (const live of LIVE) {
         }
       } finally {
         await Deno.remove(d, { recursive: true });
-        const storage = await openS3Storage(s3Options(s3));
-        const keys: string[] = [];
-        for await (const o of storage.list(p)) keys.push(o.key);
-        await storage.delete(keys);
-        await storage.close();
+        if (live.webdav) {
+          await Deno.remove(`${W!.dir}/${p}`, { recursive: true }).catch(() => {});
+        } else {
+          const storage = await openS3Storage(s3Options(s3));
+          const keys: string[] = [];
+          for await (const o of storage.list(p)) keys.push(o.key);
+          await storage.delete(keys);
+          await storage.close();
+        }
       }
     },
   });

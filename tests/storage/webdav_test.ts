@@ -40,9 +40,9 @@ async function wipe(s: WebdavStorage): Promise<void> {
 storageContract({
   name: "webdav",
   ignore: !cfg,
-  async make() {
+  make() {
     const storage = storageAt(cfg!, uniqueWebdavUrl(cfg!));
-    return { storage, cleanup: () => wipe(storage) };
+    return Promise.resolve({ storage, cleanup: () => wipe(storage) });
   },
 });
 
