@@ -49,7 +49,28 @@ export class WebdavStorage implements Storage {
     this.#timeoutMs = o.timeoutMs ?? 60_000;
   }
 
-  async put(
+  /** The put in flight per key: puts of one key run one after the other (see put). */
+  readonly #putting = new Map<string, Promise<void>>();
+
+  /**
+   * The body and its sidecar are two MOVEs: puts of one key are serialised in this process, so
+   * the metadata read back is always that of the body's put (one walrust writes a key at a time).
+   */
+  put(
+    key: string,
+    body: Uint8Array | AsyncIterable<Uint8Array>,
+    meta?: Record<string, string>,
+  ): Promise<void> {
+    const before = this.#putting.get(key) ?? Promise.resolve();
+    const mine = before.catch(() => {}).then(() => this.#put(key, body, meta));
+    const tracked = mine.catch(() => {}).finally(() => {
+      if (this.#putting.get(key) === tracked) this.#putting.delete(key);
+    });
+    this.#putting.set(key, tracked);
+    return mine;
+  }
+
+  async #put(
     key: string,
     body: Uint8Array | AsyncIterable<Uint8Array>,
     meta?: Record<string, string>,
