@@ -112,6 +112,10 @@ ${BUCKET_HELP}
                           restore even when the result disagrees with the database checksum
                           walrust recorded with the last file (the LTX files still verify)
       --dry-run           print the plan and exit
+  -f, --follow            Litestream's follow mode: restore the latest state into OUT, then
+                          keep applying what is new until SIGINT/SIGTERM (walrust's read
+                          replica: OUT is for readers only; see 'walrust help replicate')
+      --follow-interval D how often to look for new files in follow mode (default 1s)
   -q, --quiet             no progress line (shown only when stderr is a terminal)
       --generation ID     a Litestream v0.3 backup: restore from this generation (16 hex)
       --index N           a Litestream v0.3 backup: restore to the end of this WAL index

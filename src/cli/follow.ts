@@ -9,7 +9,8 @@ import { ConfigError } from "../errors.ts";
 import { parseDurationMs } from "../config/duration.ts";
 import { follow, type Following } from "../api.ts";
 import { log } from "../observe/log.ts";
-import { resolveMetrics } from "../config/schema.ts";
+import { type MetricsSettings, resolveMetrics } from "../config/schema.ts";
+import type { Replica } from "../storage/open.ts";
 import { VERSION } from "../version.ts";
 import { METRICS_OPTIONS, metricsFlags } from "./metrics_flags.ts";
 
@@ -96,26 +97,50 @@ export async function runFollow(args: string[], ctx: CliContext): Promise<number
       intervalMs: flagInterval ?? r.intervalMs ?? 1000,
     }));
   }
+  const resolved: Resolved[] = [];
+  for (const t of targets) {
+    let bucketUrl: string | undefined;
+    let name = t.source;
+    if (isReplicaUrl(name)) {
+      if (str(flags, "bucket") !== undefined) {
+        throw new ConfigError("replicate: give a SOURCE URL or --bucket, not both");
+      }
+      ({ bucket: bucketUrl, name } = splitReplicaUrl(name));
+    }
+    const replica = await replicaFromFlags("replicate", flags, ctx, config, undefined, bucketUrl);
+    resolved.push({ replica, name, local: t.local, intervalMs: t.intervalMs });
+  }
+  return await followUntilStopped(resolved, resolveMetrics(config.metrics, flagMetrics));
+}
+
+/** One follower, its replica opened. */
+export interface Resolved {
+  replica: Replica;
+  name: string;
+  local: string;
+  intervalMs: number;
+}
+
+/**
+ * Follow every target until SIGINT or SIGTERM (also `restore -f`): /metrics and /health when
+ * `metrics.enabled`; a copy written by something else stops its follower (exit 5 once all
+ * stopped), the others go on.
+ */
+export async function followUntilStopped(
+  targets: Resolved[],
+  m: MetricsSettings,
+): Promise<number> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
   const running: Following[] = [];
   try {
     for (const t of targets) {
-      let bucketUrl: string | undefined;
-      let name = t.source;
-      if (isReplicaUrl(name)) {
-        if (str(flags, "bucket") !== undefined) {
-          throw new ConfigError("replicate: give a SOURCE URL or --bucket, not both");
-        }
-        ({ bucket: bucketUrl, name } = splitReplicaUrl(name));
-      }
-      const replica = await replicaFromFlags("replicate", flags, ctx, config, undefined, bucketUrl);
       let f: Following;
       try {
         f = await follow({
-          bucket: replica,
-          name,
+          bucket: t.replica,
+          name: t.name,
           local: t.local,
           intervalMs: t.intervalMs,
           log,
@@ -130,11 +155,10 @@ export async function runFollow(args: string[], ctx: CliContext): Promise<number
       running.push(f);
       log.info("following", {
         db: t.local,
-        source: `${replica.url}/${name}`,
+        source: `${t.replica.url}/${t.name}`,
         interval_ms: t.intervalMs,
       });
     }
-    const m = resolveMetrics(config.metrics, flagMetrics);
     const server = m.enabled
       ? await (await import("../observe/follower_metrics.ts")).serveFollowerMetrics(
         () => running.map((f) => f.status()),

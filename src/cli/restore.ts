@@ -12,7 +12,8 @@ import {
 import { Progress } from "./progress.ts";
 import { hasObjects } from "./restore_missing.ts";
 import { ConfigError, IntegrityError, RestoreError } from "../errors.ts";
-import type { FileConfig } from "../config/schema.ts";
+import { type FileConfig, resolveMetrics } from "../config/schema.ts";
+import { parseDurationMs } from "../config/duration.ts";
 import { formatTXID } from "../ltx/names.ts";
 import { parseTxid } from "../restore/time.ts";
 import type { FallbackInfo } from "../restore/run.ts";
@@ -37,6 +38,8 @@ const OPTIONS = {
   "integrity-check": { type: "string" }, // Litestream's; we always run the full check
   generation: { type: "string" }, // a Litestream v0.3 backup's generation
   index: { type: "string" }, // and WAL index within it
+  follow: { type: "boolean", short: "f" }, // Litestream's follow mode: a read replica
+  "follow-interval": { type: "string" },
 } as const;
 
 /** Run `walrust restore NAME|DB_PATH|REPLICA_URL [-o OUT]`. */
@@ -77,6 +80,7 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
         : "restore: -o OUT is required (where to write the database)",
     );
   }
+  if (flags.follow) return await restoreAndFollow(db, out!, target, flags, ctx, config);
   if (out && flags["if-db-not-exists"] && (await pathExists(out))) {
     note(ctx, `${out} already exists; nothing restored (-if-db-not-exists)`);
     if (flags.json) {
@@ -97,6 +101,35 @@ export async function runRestore(args: string[], ctx: CliContext): Promise<numbe
     await hooks.flush(5_000);
     throw e;
   }
+}
+
+/**
+ * `restore -f` (Litestream's follow mode): restore the latest state into OUT, then keep applying
+ * what is new, until SIGINT or SIGTERM; walrust's read replica (docs/replicas.md) does it, so OUT
+ * is a rollback-journal copy readers open read-only, and a later `restore -f` continues it.
+ */
+async function restoreAndFollow(
+  db: DatabaseArg,
+  out: string,
+  target: TargetOptions,
+  flags: Flags,
+  ctx: CliContext,
+  config: FileConfig,
+): Promise<number> {
+  if (target.txid !== undefined || target.at !== undefined || flags["dry-run"]) {
+    throw new ConfigError(
+      "restore: -f follows the latest state; it takes no --txid, time or --dry-run",
+    );
+  }
+  const every = str(flags, "follow-interval");
+  const intervalMs = every === undefined ? 1000 : parseDurationMs(every, "--follow-interval");
+  if (!(intervalMs > 0)) throw new ConfigError("restore: --follow-interval must be positive");
+  const replica = await replicaFromFlags("restore", flags, ctx, config, undefined, db.bucketUrl);
+  const { followUntilStopped } = await import("./follow.ts");
+  return await followUntilStopped(
+    [{ replica, name: db.name, local: out, intervalMs }],
+    { ...resolveMetrics(config.metrics), enabled: false },
+  );
 }
 
 async function restoreWith(

@@ -350,3 +350,44 @@ Deno.test("[[replicas]]: one process follows two databases; /metrics and /health
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("restore -f -follow-interval (Litestream's follow mode) follows, stops on SIGTERM, continues", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-restore-f-" });
+  const root = `${dir}/replica`;
+  const out = `${dir}/out.db`;
+  const { db, app } = await primary(dir);
+  const watch = new WalrustProcess(
+    ["watch", db, "--bucket", `file://${root}`, "--wal-sync-interval", "0.05", "--no-metrics"],
+  );
+  const source = `file://${root}/primary.db`;
+  let f: WalrustProcess | undefined;
+  try {
+    await watch.waitFor("replicating");
+    await waitCaughtUp(db, root, "primary.db");
+    for (const flag of [["-txid", "1"], ["--dry-run"]]) {
+      const bad = new WalrustProcess(["restore", "-f", ...flag, "-o", out, source]);
+      assert.equal(await bad.wait(), 2, bad.stderr);
+    }
+    f = new WalrustProcess(["restore", "-f", "-follow-interval", "100ms", "-o", out, source]);
+    await f.waitFor("following");
+    for (let i = 0; i < 10; i++) await transfer(app, i);
+    await waitCaughtUp(db, root, "primary.db");
+    await converged(out, db);
+    f.kill("SIGTERM");
+    assert.equal(await f.wait(), 0, f.stderr);
+    // A second run continues the same copy (no new bootstrap) and catches up again.
+    for (let i = 10; i < 20; i++) await transfer(app, i);
+    f = new WalrustProcess(["restore", "-f", "-follow-interval", "100ms", "-o", out, source]);
+    await waitCaughtUp(db, root, "primary.db");
+    await converged(out, db);
+    assert.doesNotMatch(f.stderr, /bootstrapped/);
+    assert.equal((await cliSql(out, "PRAGMA integrity_check")).trim(), "ok");
+  } finally {
+    await app.close();
+    f?.kill("SIGTERM");
+    await f?.wait();
+    watch.kill("SIGTERM");
+    await watch.wait();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
