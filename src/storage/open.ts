@@ -2,6 +2,8 @@
 import type { Storage } from "./port.ts";
 import type { LayoutKind } from "./layout.ts";
 import { parseBucketUrl, redactBucketUrl } from "./url.ts";
+import { ConfigError } from "../errors.ts";
+import { log } from "../observe/log.ts";
 import { FileStorage } from "./file.ts";
 import { type ResilienceEvents, ResilientStorage } from "./resilient.ts";
 import type { RetrySettings } from "../config/schema.ts";
@@ -76,6 +78,30 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
         env("WALRUST_WEBDAV_USERNAME") ?? env("LITESTREAM_WEBDAV_USERNAME"),
       password: nonEmpty(s3.webdavPassword) ?? parsed.password ??
         env("WALRUST_WEBDAV_PASSWORD") ?? env("LITESTREAM_WEBDAV_PASSWORD"),
+    });
+    return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };
+  }
+  if (parsed.kind === "sftp") {
+    const { SftpStorage } = await import("./sftp.ts");
+    const env = (k: string) => Deno.env.get(k) || undefined;
+    const keyPath = env("WALRUST_SFTP_KEY_PATH") ?? env("LITESTREAM_SFTP_KEY_PATH");
+    let privateKey: string | undefined;
+    if (keyPath) {
+      try {
+        privateKey = await Deno.readTextFile(keyPath);
+      } catch (e) {
+        throw new ConfigError(`SFTP key ${keyPath}: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    const storage = new SftpStorage({
+      host: parsed.host,
+      port: parsed.port,
+      username: parsed.username,
+      root: parsed.root,
+      password: parsed.password ?? env("WALRUST_SFTP_PASSWORD") ?? env("LITESTREAM_SFTP_PASSWORD"),
+      privateKey,
+      hostKey: env("WALRUST_SFTP_HOST_KEY"),
+      warn: (msg) => log.warn(msg),
     });
     return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };
   }

@@ -36,8 +36,21 @@ export interface WebdavBucket {
   prefix: string;
 }
 
+/** A folder on an SFTP server (`sftp://user@host:port/abs/path`). */
+export interface SftpBucket {
+  kind: "sftp";
+  host: string;
+  port: number;
+  username: string;
+  password?: string;
+  /** Absolute folder on the server. */
+  root: string;
+  /** Always "": callers add the per-database prefix. */
+  prefix: string;
+}
+
 /** Result of parseBucketUrl. */
-export type BucketLocation = FileBucket | S3Bucket | WebdavBucket;
+export type BucketLocation = FileBucket | S3Bucket | WebdavBucket | SftpBucket;
 
 const USAGE =
   "use s3://bucket/prefix, webdav://host/path, file:///absolute/path or a plain directory path";
@@ -61,6 +74,7 @@ export function parseBucketUrl(s: string): BucketLocation {
   if (scheme === "file") return parseFileUrl(s);
   if (scheme === "s3") return parseS3Url(s);
   if (scheme === "webdav" || scheme === "webdavs") return parseWebdavUrl(s, scheme);
+  if (scheme === "sftp") return parseSftpUrl(s);
   throw bad(s, `unsupported scheme "${scheme}://"; ${USAGE}`);
 }
 
@@ -118,9 +132,34 @@ function parseWebdavUrl(s: string, scheme: string): WebdavBucket {
   return out;
 }
 
+function parseSftpUrl(s: string): SftpBucket {
+  const u = parseUrl(s);
+  if (u.hostname === "") throw bad(s, "no host; use sftp://user@host[:port]/path");
+  if (u.username === "") throw bad(s, "no user; use sftp://user@host[:port]/path");
+  if (u.search !== "" || u.hash !== "") throw bad(s, "sftp URL must not have a query or fragment");
+  const segments = decodePart(s, u.pathname).split("/").filter((p) => p !== "");
+  if (segments.some((p) => p === "." || p === "..")) {
+    throw bad(s, `path must not contain "." or ".." segments`);
+  }
+  const out: SftpBucket = {
+    kind: "sftp",
+    host: u.hostname,
+    port: u.port ? Number(u.port) : 22,
+    username: decodePart(s, u.username),
+    root: `/${segments.join("/")}`,
+    prefix: "",
+  };
+  if (u.password !== "") out.password = decodePart(s, u.password);
+  return out;
+}
+
 /** The URL for messages: user info (a password) removed. */
 export function redactBucketUrl(s: string): string {
-  return s.replace(/^([A-Za-z][A-Za-z0-9+.-]+:\/\/)[^/@]*@/, "$1");
+  // A user name stays (sftp://user@host names the account); a password goes.
+  return s.replace(
+    /^([A-Za-z][A-Za-z0-9+.-]+:\/\/)([^/@:]*)(:[^/@]*)?@/,
+    (_, scheme, user) => user ? `${scheme}${user}@` : scheme,
+  );
 }
 
 // Litestream's query keys, both spellings.
