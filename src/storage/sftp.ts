@@ -6,6 +6,7 @@
  * opened on first use and again after it broke. The host key is checked when one is given.
  */
 import { Buffer } from "node:buffer";
+import net from "node:net";
 import { Readable } from "node:stream";
 import Client from "ssh2-sftp-client";
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
@@ -213,7 +214,7 @@ export class SftpStorage implements Storage {
       c = await (this.#client ??= this.#connect());
     } catch (e) {
       this.#client = undefined;
-      throw this.#error(key, "connect", e);
+      throw e instanceof StorageError ? e : this.#error(key, "connect", e);
     }
     try {
       return await fn(c);
@@ -239,26 +240,44 @@ export class SftpStorage implements Storage {
       );
     }
     const expected = o.hostKey ? hostKeyBlob(o.hostKey) : undefined;
-    // The library's default listeners print to stdout/stderr (it would break --json output);
-    // the ssh2 client's own error says what failed (its level), which the library's message hides.
-    let level: unknown;
+    // The library's default listeners print to stdout/stderr (it would break --json output).
     const c = new Client("walrust", { error: () => {}, end: () => {}, close: () => {} });
-    (c as unknown as { client: { on(ev: string, fn: (e: { level?: unknown }) => void): void } })
-      .client.on("error", (e) => (level = e.level));
-    const failed = (e: unknown) => {
-      if (level === "client-authentication") {
-        return new AuthError(
-          `${this.description}: the server refused the login (check the key or password)`,
-        );
-      }
-      return e;
+    // Offer our login methods one by one; running out of them is what a refused login is (the
+    // library's error says so only in its message).
+    const methods: Record<string, unknown>[] = [];
+    if (o.privateKey) methods.push({ type: "publickey", username: o.username, key: o.privateKey });
+    if (o.password !== undefined) {
+      methods.push({ type: "password", username: o.username, password: o.password });
+    }
+    let refused = false;
+    const authHandler = (_left: unknown, _partial: unknown, next: (m: unknown) => void) => {
+      const m = methods.shift();
+      if (!m) refused = true;
+      next(m ?? false);
     };
+    const failed = (e: unknown) =>
+      refused
+        ? new AuthError(
+          `${this.description}: the server refused the login (check the key or password)`,
+        )
+        : e;
+    // Our own socket with Nagle off: with it on, every small SFTP request waited ~40 ms for the
+    // server's delayed ACK (20 stats: 880 ms; without: 7 ms).
+    const sock = net.connect(o.port, o.host);
+    sock.setNoDelay(true);
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", () => resolve());
+      sock.once("error", reject);
+    }).catch((e: unknown) => {
+      sock.destroy();
+      throw e;
+    });
     await c.connect({
+      sock,
       host: o.host,
       port: o.port,
       username: o.username,
-      password: o.password,
-      privateKey: o.privateKey,
+      authHandler,
       readyTimeout: 20_000,
       hostVerifier: expected
         ? (key: Buffer) => Buffer.compare(Buffer.from(key), expected) === 0

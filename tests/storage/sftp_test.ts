@@ -69,7 +69,8 @@ Deno.test({
   async fn() {
     const c = cfg!;
     const url = uniqueSftpUrl(c);
-    const wrong = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGjDXbFvQ2yC0x2kqJcH5VvGk7nI7o2r7tZ1N6bVd8Zo";
+    const wrong =
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGjDXbFvQ2yC0x2kqJcH5VvGk7nI7o2r7tZ1N6bVd8Zo";
     const bad = storageAt(c, url, wrong);
     const e = await bad.head("x").then(() => undefined, (e) => e);
     assert.ok(e instanceof StorageError, String(e));
@@ -107,7 +108,9 @@ Deno.test({
       const once = await walrust(["watch", db, "--bucket", url, "--once", "--no-metrics"], { env });
       assert.equal(once.code, 0, once.stderr);
       for (let i = 21; i <= 30; i++) await cliSql(db, sequentialInsert(i));
-      const again = await walrust(["watch", db, "--bucket", url, "--once", "--no-metrics"], { env });
+      const again = await walrust(["watch", db, "--bucket", url, "--once", "--no-metrics"], {
+        env,
+      });
       assert.equal(again.code, 0, again.stderr);
       const out = `${dir}/out.db`;
       const r = await walrust(["restore", "app.db", "-o", out, "--bucket", url], { env });
