@@ -242,6 +242,8 @@ export class SftpStorage implements Storage {
     const expected = o.hostKey ? hostKeyBlob(o.hostKey) : undefined;
     // The library's default listeners print to stdout/stderr (it would break --json output).
     const c = new Client("walrust", { error: () => {}, end: () => {}, close: () => {} });
+    // The library adds listeners per operation: concurrent puts pass Node's warning limit of 10.
+    (c as unknown as { client: { setMaxListeners(n: number): void } }).client.setMaxListeners(256);
     // Offer our login methods one by one; running out of them is what a refused login is (the
     // library's error says so only in its message).
     const methods: Record<string, unknown>[] = [];
