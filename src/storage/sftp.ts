@@ -11,6 +11,7 @@ import { Readable } from "node:stream";
 import Client from "ssh2-sftp-client";
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
 import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { PerKeySerial } from "./serial.ts";
 
 /** Where the replica is and how to log in. */
 export interface SftpOptions {
@@ -48,7 +49,7 @@ export class SftpStorage implements Storage {
   readonly #root: string;
   #client?: Promise<Client>;
   #warned = false;
-  readonly #putting = new Map<string, Promise<void>>();
+  readonly #serial = new PerKeySerial();
   /** Folders made or being made (concurrent puts share one mkdir per folder). */
   readonly #made = new Map<string, Promise<void>>();
 
@@ -64,13 +65,7 @@ export class SftpStorage implements Storage {
     body: Uint8Array | AsyncIterable<Uint8Array>,
     meta?: Record<string, string>,
   ): Promise<void> {
-    const before = this.#putting.get(key) ?? Promise.resolve();
-    const mine = before.catch(() => {}).then(() => this.#put(key, body, meta));
-    const tracked = mine.catch(() => {}).finally(() => {
-      if (this.#putting.get(key) === tracked) this.#putting.delete(key);
-    });
-    this.#putting.set(key, tracked);
-    return mine;
+    return this.#serial.run(key, () => this.#put(key, body, meta));
   }
 
   async #put(

@@ -11,6 +11,7 @@
  */
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
 import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { PerKeySerial } from "./serial.ts";
 
 /** Where the replica is and how to log in. */
 export interface WebdavOptions {
@@ -34,6 +35,8 @@ export class WebdavStorage implements Storage {
   readonly #made = new Map<string, Promise<void>>();
   /** The base path's own collections, made once (a fresh replica path does not exist yet). */
   #baseMade?: Promise<void>;
+  /** Puts of one key, one after the other (body and sidecar are two moves). */
+  readonly #serial = new PerKeySerial();
 
   constructor(o: WebdavOptions) {
     const base = new URL(o.endpoint);
@@ -49,9 +52,6 @@ export class WebdavStorage implements Storage {
     this.#timeoutMs = o.timeoutMs ?? 60_000;
   }
 
-  /** The put in flight per key: puts of one key run one after the other (see put). */
-  readonly #putting = new Map<string, Promise<void>>();
-
   /**
    * The body and its sidecar are two MOVEs: puts of one key are serialised in this process, so
    * the metadata read back is always that of the body's put (one walrust writes a key at a time).
@@ -61,13 +61,7 @@ export class WebdavStorage implements Storage {
     body: Uint8Array | AsyncIterable<Uint8Array>,
     meta?: Record<string, string>,
   ): Promise<void> {
-    const before = this.#putting.get(key) ?? Promise.resolve();
-    const mine = before.catch(() => {}).then(() => this.#put(key, body, meta));
-    const tracked = mine.catch(() => {}).finally(() => {
-      if (this.#putting.get(key) === tracked) this.#putting.delete(key);
-    });
-    this.#putting.set(key, tracked);
-    return mine;
+    return this.#serial.run(key, () => this.#put(key, body, meta));
   }
 
   async #put(
