@@ -12,6 +12,7 @@ import Client from "ssh2-sftp-client";
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
 import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
 import { PerKeySerial } from "./serial.ts";
+import { emptyBody, parseSidecar, sidecarKey, splitKey } from "./sidecar.ts";
 
 /** Where the replica is and how to log in. */
 export interface SftpOptions {
@@ -29,7 +30,6 @@ export interface SftpOptions {
   warn?: (msg: string) => void;
 }
 
-const META_SUFFIX = ".walrust-meta";
 const NETWORK = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
@@ -73,11 +73,11 @@ export class SftpStorage implements Storage {
     body: Uint8Array | AsyncIterable<Uint8Array>,
     meta?: Record<string, string>,
   ): Promise<void> {
-    const { dir, name } = split(key);
+    const { dir, name } = splitKey(key);
     const path = this.#path(key);
     const folder = this.#path(dir).replace(/\/+$/, "") || "/";
     const tmp = `${folder}/.${name}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-    const sidecar = `${folder}/.${name}${META_SUFFIX}`;
+    const sidecar = this.#path(sidecarKey(key));
     await this.#run(key, async (c) => {
       await this.#mkdir(c, folder);
       if (meta && Object.keys(meta).length > 0) {
@@ -103,10 +103,10 @@ export class SftpStorage implements Storage {
     return await this.#run(key, async (c) => {
       const st = await c.exists(path);
       if (st !== "-") throw new NotFoundError(`${this.description}/${key}: not found`);
-      if (range && range.length <= 0) return empty();
+      if (range && range.length <= 0) return emptyBody();
       if (range) {
         const size = (await c.stat(path)).size;
-        if (range.offset >= size) return empty();
+        if (range.offset >= size) return emptyBody();
         const end = Math.min(size, range.offset + range.length) - 1;
         return settled(c.createReadStream(path, { start: range.offset, end }));
       }
@@ -119,17 +119,10 @@ export class SftpStorage implements Storage {
     return await this.#run(key, async (c) => {
       if ((await c.exists(path)) !== "-") return undefined;
       const st = await c.stat(path);
-      const { dir, name } = split(key);
-      const sidecar = `${this.#path(dir).replace(/\/+$/, "")}/.${name}${META_SUFFIX}`;
-      let meta: Record<string, string> = {};
-      if ((await c.exists(sidecar)) === "-") {
-        try {
-          const v = JSON.parse(String(await c.get(sidecar)));
-          meta = Object.fromEntries(
-            Object.entries(v).filter((e): e is [string, string] => typeof e[1] === "string"),
-          );
-        } catch { /* unreadable sidecar: no metadata */ }
-      }
+      const sidecar = this.#path(sidecarKey(key));
+      const meta = (await c.exists(sidecar)) === "-"
+        ? parseSidecar(String(await c.get(sidecar)))
+        : {};
       return { key, size: st.size, lastModified: new Date(st.modifyTime), meta };
     });
   }
@@ -148,8 +141,7 @@ export class SftpStorage implements Storage {
       await this.#run(key, async (c) => {
         const path = this.#path(key);
         if ((await c.exists(path)) === "-") await c.delete(path, true);
-        const { dir, name } = split(key);
-        const sidecar = `${this.#path(dir).replace(/\/+$/, "")}/.${name}${META_SUFFIX}`;
+        const sidecar = this.#path(sidecarKey(key));
         if ((await c.exists(sidecar)) === "-") await c.delete(sidecar, true);
       });
     }
@@ -306,13 +298,6 @@ function hostKeyBlob(line: string): Buffer {
   const b64 = line.trim().split(/\s+/)[1] ?? line.trim();
   return Buffer.from(b64, "base64");
 }
-
-function split(key: string): { dir: string; name: string } {
-  const cut = key.lastIndexOf("/");
-  return { dir: cut < 0 ? "" : key.slice(0, cut + 1), name: key.slice(cut + 1) };
-}
-
-async function* empty(): AsyncIterable<Uint8Array> {}
 
 /** The read stream's chunks; it is closed (its handle released) before the iteration ends. */
 async function* settled(rs: Readable): AsyncIterable<Uint8Array> {

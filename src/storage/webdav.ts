@@ -12,6 +12,7 @@
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
 import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
 import { PerKeySerial } from "./serial.ts";
+import { emptyBody, parseSidecar, sidecarKey, splitKey } from "./sidecar.ts";
 
 /** Where the replica is and how to log in. */
 export interface WebdavOptions {
@@ -22,8 +23,6 @@ export interface WebdavOptions {
   /** Abort a request after this long (ms; default 60 000). */
   timeoutMs?: number;
 }
-
-const META_SUFFIX = ".walrust-meta";
 
 /** A Storage on a WebDAV collection. */
 export class WebdavStorage implements Storage {
@@ -69,10 +68,10 @@ export class WebdavStorage implements Storage {
     body: Uint8Array | AsyncIterable<Uint8Array>,
     meta?: Record<string, string>,
   ): Promise<void> {
-    const { dir, name } = split(key);
+    const { dir, name } = splitKey(key);
     await this.#mkcols(dir);
     const tmp = `${dir}.${name}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-    const sidecar = `${dir}.${name}${META_SUFFIX}`;
+    const sidecar = sidecarKey(key);
     if (meta && Object.keys(meta).length > 0) {
       await this.#putAndMove(sidecar, new TextEncoder().encode(JSON.stringify(meta)));
     } else {
@@ -86,7 +85,7 @@ export class WebdavStorage implements Storage {
   }
 
   async get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
-    if (range && range.length <= 0) return empty();
+    if (range && range.length <= 0) return emptyBody();
     const headers: Record<string, string> = {};
     if (range) headers.Range = `bytes=${range.offset}-${range.offset + range.length - 1}`;
     // A collection is no object: servers answer its GET with 405 (rclone) or a redirect to
@@ -105,9 +104,9 @@ export class WebdavStorage implements Storage {
       if (!(await this.head(key))) {
         throw new NotFoundError(`${this.description}/${key}: not found`, { status: 404 });
       }
-      return empty();
+      return emptyBody();
     }
-    const body = res.body ? chunks(res.body) : empty();
+    const body = res.body ? chunks(res.body) : emptyBody();
     // A server that ignores Range sends the whole object: cut the range out of it.
     if (range && res.status === 200) return slice(body, range);
     return body;
@@ -144,15 +143,16 @@ export class WebdavStorage implements Storage {
     // everything below it: a prefix of keys is no object) and which have a metadata sidecar.
     const byDir = new Map<string, string[]>();
     for (const key of keys) {
-      const { dir } = split(key);
+      const { dir } = splitKey(key);
       byDir.set(dir, [...(byDir.get(dir) ?? []), key]);
     }
     for (const [dir, inDir] of byDir) {
       const files = await this.#filesIn(dir);
       for (const key of inDir) {
-        const { name } = split(key);
+        const { name } = splitKey(key);
         if (files.has(name)) await this.#delete(key);
-        if (files.has(`.${name}${META_SUFFIX}`)) await this.#delete(`${dir}.${name}${META_SUFFIX}`);
+        const sidecar = sidecarKey(key);
+        if (files.has(splitKey(sidecar).name)) await this.#delete(sidecar);
       }
     }
   }
@@ -172,7 +172,7 @@ export class WebdavStorage implements Storage {
     for (const e of parseMultistatus(await res.text())) {
       if (e.collection) continue;
       const key = this.#keyOf(e.path);
-      if (key !== undefined && split(key).dir === dir) out.add(split(key).name);
+      if (key !== undefined && splitKey(key).dir === dir) out.add(splitKey(key).name);
     }
     return out;
   }
@@ -218,24 +218,16 @@ export class WebdavStorage implements Storage {
   }
 
   async #meta(key: string): Promise<Record<string, string>> {
-    const { dir, name } = split(key);
-    const res = await this.#request("GET", `${dir}.${name}${META_SUFFIX}`, { ok: [200, 404] });
+    const res = await this.#request("GET", sidecarKey(key), { ok: [200, 404] });
     if (res.status === 404) {
       await res.body?.cancel();
       return {};
     }
-    try {
-      const v = JSON.parse(await res.text());
-      const out: Record<string, string> = {};
-      for (const [k, x] of Object.entries(v)) if (typeof x === "string") out[k] = x;
-      return out;
-    } catch {
-      return {};
-    }
+    return parseSidecar(await res.text());
   }
 
   async #putAndMove(key: string, body: Uint8Array<ArrayBuffer>): Promise<void> {
-    const { dir, name } = split(key);
+    const { dir, name } = splitKey(key);
     const tmp = `${dir}.${name.replace(/^\./, "")}.tmp-${crypto.randomUUID().slice(0, 8)}`;
     await this.#request("PUT", tmp, { body, ok: [200, 201, 204] });
     await this.#move(tmp, key);
@@ -413,11 +405,6 @@ function decodeEntities(s: string): string {
     .replace(/&quot;/g, '"').replace(/&#39;/g, "'");
 }
 
-function split(key: string): { dir: string; name: string } {
-  const cut = key.lastIndexOf("/");
-  return { dir: cut < 0 ? "" : key.slice(0, cut + 1), name: key.slice(cut + 1) };
-}
-
 function toStream(it: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array<ArrayBuffer>> {
   const iter = it[Symbol.asyncIterator]();
   return new ReadableStream<Uint8Array<ArrayBuffer>>({
@@ -457,5 +444,3 @@ async function* slice(it: AsyncIterable<Uint8Array>, r: ByteRange): AsyncIterabl
     if (pos >= end) return;
   }
 }
-
-async function* empty(): AsyncIterable<Uint8Array> {}
