@@ -36,6 +36,7 @@ export {
   type S3Overrides,
 } from "./src/storage/open.ts";
 export type { ByteRange, ObjectInfo, Storage } from "./src/storage/port.ts";
+export type { AgeKeys } from "./src/storage/age.ts";
 export type { LayoutKind } from "./src/storage/layout.ts";
 export type { ResilienceEvents } from "./src/storage/resilient.ts";
 export type { FallbackInfo, RunResult } from "./src/restore/run.ts";

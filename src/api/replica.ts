@@ -1,5 +1,6 @@
 /** How library calls name a replica: a URL (opened with retries) or an already opened Replica. */
 import { openReplica, type Replica } from "../storage/open.ts";
+import type { AgeKeys } from "../storage/age.ts";
 import type { ResilienceEvents } from "../storage/resilient.ts";
 import { resolveRetry, type RetrySettings } from "../config/schema.ts";
 import { ConfigError } from "../errors.ts";
@@ -18,6 +19,11 @@ export interface ReplicaOptions {
   retry?: Partial<RetrySettings>;
   /** Storage events (breaker transitions, rejected credentials), e.g. for alerts. */
   storageEvents?: ResilienceEvents;
+  /**
+   * age encryption of the replica's objects: recipients to write, identities to read (default:
+   * none, a plain replica). Ignored when `bucket` is an opened Replica (it has its own).
+   */
+  age?: AgeKeys;
 }
 
 /** Open the replica named by `o`, behind retries and the circuit breaker. */
@@ -28,5 +34,6 @@ export async function replicaOf(o: ReplicaOptions): Promise<Replica> {
     o.bucket,
     { endpoint: o.endpoint, region: o.region, forcePathStyle: o.forcePathStyle },
     { retry: resolveRetry(o.retry ?? {}), events: o.storageEvents },
+    o.age,
   );
 }

@@ -12,7 +12,8 @@ import {
   type RetentionSettings,
   type SyncSettings,
 } from "../config/schema.ts";
-import { databasePrefix } from "../storage/open.ts";
+import { databasePrefix, withAge } from "../storage/open.ts";
+import { type AgeKeys, AgeStorage } from "../storage/age.ts";
 import { Logger, type LogOptions } from "../observe/log.ts";
 import { ConfigError, WalrustError } from "../errors.ts";
 import { replicaOf, type ReplicaOptions } from "./replica.ts";
@@ -29,6 +30,8 @@ export interface DatabaseOptions {
   sync?: Partial<SyncSettings>;
   /** Retention policy over the replication's `retention`. */
   retention?: Partial<RetentionSettings>;
+  /** age keys of this database's objects, replacing the replication's (`{recipients: []...}`: plain). */
+  age?: AgeKeys;
 }
 
 /** Options for {@link replicate}. Everything but `databases` and `bucket` has a default. */
@@ -171,15 +174,15 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
     }
   };
   const maintenance = resolveMaintenance(o.maintenance ?? {});
-  const specOf = (d: string | DatabaseOptions, discovered = false) => {
-    const db = typeof d === "string" ? { path: d } : d;
+  const specOf = async (d: string | DatabaseOptions, discovered = false) => {
+    const db: DatabaseOptions = typeof d === "string" ? { path: d } : d;
     const path = resolve(db.path);
     const name = db.name ?? basename(path);
     return {
       dbPath: path,
       prefix: databasePrefix(replica, name),
       name,
-      replica,
+      replica: db.age ? await withAge(replica, db.age) : replica,
       discovered,
       sync: resolveSync(o.sync ?? {}, db.sync ?? {}),
       maintenance,
@@ -190,7 +193,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       onActivity: emit,
     };
   };
-  const specs = o.databases.map((d) => specOf(d));
+  const specs = await Promise.all(o.databases.map((d) => specOf(d)));
   const store = new Store({ databases: specs, log, uploadConcurrency: o.uploadConcurrency ?? 4 });
   await store.start();
   const byPath = new Map<string, Replicator>(
@@ -232,7 +235,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
         stats: r.stats,
       })),
     storage: () => {
-      const st = replica.storage;
+      const st = replica.storage instanceof AgeStorage ? replica.storage.inner : replica.storage;
       const resilient = st instanceof ResilientStorage ? st : undefined;
       return {
         url: replica.url,
@@ -297,7 +300,7 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       }
       for (const d of found) {
         if (stopped) return;
-        const spec = specOf(d, true);
+        const spec = await specOf(d, true);
         if (byPath.has(spec.dbPath)) continue;
         try {
           const r = await store.add(spec);

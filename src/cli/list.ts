@@ -135,7 +135,15 @@ export async function runLtxFiles(args: string[], ctx: CliContext): Promise<numb
   }
   const config = await configOf(ctx);
   const db = await resolveDatabaseArg("ltx", positionals[0], flags, config);
-  const replica = await replicaFromFlags("ltx", flags, ctx, config, undefined, db.bucketUrl);
+  const replica = await replicaFromFlags(
+    "ltx",
+    flags,
+    ctx,
+    config,
+    undefined,
+    db.bucketUrl,
+    db.age,
+  );
   const rows = (await listFiles({ bucket: replica, name: db.name }))
     .filter((r) => level === "all" || r.level === Number(level));
   // Litestream's `ltx -json` names the time "timestamp".

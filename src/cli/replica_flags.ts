@@ -9,7 +9,8 @@ import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import { globFiles, globSegmentToRegExp, isGlobPattern, prefixProblem } from "../config/globs.ts";
 import { resolveRetry } from "../config/schema.ts";
-import type { FileConfig, S3Settings } from "../config/schema.ts";
+import type { AgeSettings, FileConfig, S3Settings } from "../config/schema.ts";
+import { ageKeysOf } from "../config/age.ts";
 import { openReplica, type Replica } from "../storage/open.ts";
 import { WebhookSender } from "../observe/webhooks.ts";
 import { attemptsOf } from "../storage/resilient.ts";
@@ -26,7 +27,8 @@ type S3WithCredentials = S3Settings & { accessKeyId?: string; secretAccessKey?: 
 
 /**
  * Open the replica named by flags (or by `bucketUrl`, e.g. from a replica URL argument),
- * falling back to [s3] in the config file for the bucket, endpoint, region and credentials.
+ * falling back to [s3] in the config file for the bucket, endpoint, region and credentials;
+ * encrypted with `dbAge` (a database's own keys), else `[age]`, else the LITESTREAM_AGE_* keys.
  */
 export async function replicaFromFlags(
   command: string,
@@ -35,6 +37,7 @@ export async function replicaFromFlags(
   config?: FileConfig,
   webhooks?: WebhookSender,
   bucketUrl?: string,
+  dbAge?: AgeSettings,
 ): Promise<Replica> {
   config ??= await loadConfig(ctx.configPath, { expandEnv: !ctx.noExpandEnv });
   const bucket = bucketUrl ?? str(flags, "bucket") ?? config.s3.bucket;
@@ -59,6 +62,7 @@ export async function replicaFromFlags(
       retry: resolveRetry(config.retry),
       events: webhooks ? storageWebhookEvents(webhooks, bucket) : { log },
     },
+    await ageKeysOf(config.age, dbAge),
   );
 }
 
@@ -136,6 +140,8 @@ export interface DatabaseArg {
   dbPath?: string;
   /** The argument was a replica URL. */
   fromUrl: boolean;
+  /** The age keys of its [[databases]] entry, when it sets its own. */
+  age?: AgeSettings;
 }
 
 /**
@@ -157,7 +163,7 @@ export async function resolveDatabaseArg(
     return { name, bucketUrl: bucket, fromUrl: true };
   }
   const listed = await findConfigured(config, arg);
-  if (listed) return { name: listed.name, dbPath: listed.path, fromUrl: false };
+  if (listed) return { name: listed.name, dbPath: listed.path, fromUrl: false, age: listed.age };
   const bad = prefixProblem(arg);
   if (bad !== undefined) {
     const where = config.path ? `[[databases]] of ${config.path}` : "a config file (none loaded)";
@@ -175,6 +181,8 @@ export interface ConfiguredDatabase {
   path: string;
   /** Its name in the replica (an unmatched glob keeps `{name}`). */
   name: string;
+  /** The entry's own age keys, when it sets them. */
+  age?: AgeSettings;
 }
 
 /** The directory relative [[databases]] paths resolve against: the config file's, else cwd. */
@@ -217,7 +225,7 @@ async function findConfigured(
     const hit = isGlobPattern(e.path)
       ? globMatches(abs, want)
       : abs === want || (await realPathOr(abs)) === real;
-    if (hit) return { path: want, name: nameFor(e.prefix, want) };
+    if (hit) return { path: want, name: nameFor(e.prefix, want), age: e.age };
   }
   return undefined;
 }

@@ -124,7 +124,15 @@ async function restoreAndFollow(
   const every = str(flags, "follow-interval");
   const intervalMs = every === undefined ? 1000 : parseDurationMs(every, "--follow-interval");
   if (!(intervalMs > 0)) throw new ConfigError("restore: --follow-interval must be positive");
-  const replica = await replicaFromFlags("restore", flags, ctx, config, undefined, db.bucketUrl);
+  const replica = await replicaFromFlags(
+    "restore",
+    flags,
+    ctx,
+    config,
+    undefined,
+    db.bucketUrl,
+    db.age,
+  );
   const { followUntilStopped } = await import("./follow.ts");
   return await followUntilStopped(
     [{ replica, name: db.name, local: out, intervalMs }],
@@ -142,7 +150,15 @@ async function restoreWith(
   hooks: ReturnType<typeof webhookSender>,
 ): Promise<number> {
   const name = db.name;
-  const replica = await replicaFromFlags("restore", flags, ctx, config, hooks, db.bucketUrl);
+  const replica = await replicaFromFlags(
+    "restore",
+    flags,
+    ctx,
+    config,
+    hooks,
+    db.bucketUrl,
+    db.age,
+  );
   try {
     return await restoreFrom(replica, name, out, target, flags, ctx, hooks);
   } catch (e) {

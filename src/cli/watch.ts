@@ -16,6 +16,8 @@ import { METRICS_OPTIONS, metricsFlags } from "./metrics_flags.ts";
 import { checkFdLimit } from "./fd_limit.ts";
 import { ExecChild } from "./exec.ts";
 import { replicate } from "../api.ts";
+import { ageKeysOf } from "../config/age.ts";
+import { canRead } from "../storage/age.ts";
 import { log } from "../observe/log.ts";
 import { VERSION } from "../version.ts";
 
@@ -191,15 +193,20 @@ async function watchUntilStopped(
   checkFdLimit(dbs.length);
   // Directory watching: globs with `watch = true` are scanned again while running.
   const watched = entries.filter((e) => e.watch);
-  const asOptions = (d: (typeof dbs)[number]) => ({
+  const noKeys = { recipients: [], identities: [] };
+  const asOptions = async (d: (typeof dbs)[number]) => ({
     path: d.path,
     name: d.prefix,
     sync: resolveSync(config.sync, d.sync, flagSync),
     retention: d.retention,
+    // A database's own `age` replaces [age]; an empty one means a plain replica.
+    ...(d.age ? { age: (await ageKeysOf(config.age, d.age)) ?? noKeys } : {}),
   });
   const discover = watched.length > 0
     ? async () =>
-      (await expandDatabases(watched, { ...expandOpts, allowEmptyGlobs: true })).map(asOptions)
+      await Promise.all(
+        (await expandDatabases(watched, { ...expandOpts, allowEmptyGlobs: true })).map(asOptions),
+      )
     : undefined;
   if (dbs.length === 0 && !discover) {
     log.warn("no database matched the configured globs; nothing to replicate");
@@ -211,9 +218,15 @@ async function watchUntilStopped(
   const hooks = webhookSender(config);
   try {
     const replica = await replicaFromFlags(command, flags, ctx, config, hooks, bucket);
+    if (!canRead(replica.storage)) {
+      log.warn(
+        "age: recipients only, no identity: this host writes backups it cannot read; " +
+          "compaction and validation are off (restore and verify run where the identity is)",
+      );
+    }
     const r = await replicate({
       bucket: replica,
-      databases: dbs.map(asOptions),
+      databases: await Promise.all(dbs.map(asOptions)),
       discover,
       maintenance: config.maintenance,
       retention: config.retention,

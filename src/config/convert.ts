@@ -6,6 +6,7 @@
 
 import { TOML_KEYS } from "./load.ts";
 import type {
+  AgeSettings,
   DatabaseEntry,
   FileConfig,
   RetentionSettings,
@@ -47,6 +48,7 @@ export function toToml(config: FileConfig, extras: TomlExtras = {}): string {
   for (const note of notes.filter((n) => n.db === undefined)) w.note(note.lines);
 
   w.table("s3", config.s3, TOML_KEYS.s3);
+  if (config.age) w.section("[age]", ageLines(config.age));
   const sync = syncLines(w, "sync", config.sync);
   if (config.uploadConcurrency !== undefined) {
     sync.push(`upload_concurrency = ${config.uploadConcurrency}`);
@@ -171,7 +173,18 @@ function databaseLines(w: Writer, db: DatabaseEntry, i: number): string[] {
     const pairs = retentionPairs(db.retention).map(([k, v]) => `${k} = ${v}`);
     if (pairs.length > 0) lines.push(`retention = { ${pairs.join(", ")} }`);
   }
+  if (db.age) lines.push(`age = { ${ageLines(db.age).join(", ")} }`);
   return lines;
+}
+
+/** The `[age]` keys (or a database's inline `age`). */
+function ageLines(a: AgeSettings): string[] {
+  const list = (xs: string[]) => `[${xs.map(value).join(", ")}]`;
+  const out: string[] = [];
+  if (a.recipients?.length) out.push(`recipients = ${list(a.recipients)}`);
+  if (a.identities?.length) out.push(`identities = ${list(a.identities)}`);
+  if (a.identityFiles?.length) out.push(`identity_file = ${list(a.identityFiles)}`);
+  return out;
 }
 
 /**

@@ -2,7 +2,7 @@
 
 import { basename, dirname, isAbsolute, join, resolve, sep } from "node:path";
 import { ConfigError, DatabaseError } from "../errors.ts";
-import type { RetentionSettings, SyncSettings } from "./schema.ts";
+import type { AgeSettings, RetentionSettings, SyncSettings } from "./schema.ts";
 
 /** A database path before expansion. */
 export interface DatabaseSpec {
@@ -10,6 +10,8 @@ export interface DatabaseSpec {
   prefix?: string;
   sync?: Partial<SyncSettings>;
   retention?: Partial<RetentionSettings>;
+  /** age keys replacing the global ones for this database. */
+  age?: AgeSettings;
   /** Directory watching: the glob may match nothing now; new files are looked for while running. */
   watch?: boolean;
   /** Line in the config file, for error messages. */
@@ -24,6 +26,8 @@ export interface ResolvedDatabase {
   prefix: string;
   sync: Partial<SyncSettings>;
   retention?: Partial<RetentionSettings>;
+  /** age keys replacing the global ones for this database. */
+  age?: AgeSettings;
 }
 
 /** Options for {@link expandDatabases}. */
@@ -257,6 +261,7 @@ export async function expandDatabases(
       byPrefix.set(prefix, { index: i, path: file });
       const db: ResolvedDatabase = { path: file, prefix, sync: { ...entry.sync } };
       if (entry.retention) db.retention = { ...entry.retention };
+      if (entry.age) db.age = entry.age;
       out.push(db);
     }
   }

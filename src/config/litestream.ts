@@ -17,6 +17,7 @@ import { closestKey, expandEnv } from "./load.ts";
 import { isGlobPattern, prefixProblem } from "./globs.ts";
 import type { TomlNote } from "./convert.ts";
 import {
+  type AgeSettings,
   type DatabaseEntry,
   emptyFileConfig,
   type FileConfig,
@@ -637,6 +638,7 @@ function readRoot(r: Reader, root: YMap): FileConfig {
   const config = emptyFileConfig();
   const globals = readReplicaSettings(r, root, "", undefined);
   if (globals.syncIntervalMs !== undefined) config.sync.walSyncIntervalMs = globals.syncIntervalMs;
+  if (globals.age) config.age = globals.age;
   if (globals.validationIntervalMs !== undefined) {
     config.sync.validationIntervalMs = globals.validationIntervalMs;
   }
@@ -829,6 +831,8 @@ interface ReplicaSettings {
   forcePathStyle?: boolean;
   /** Line of the force-path-style key, when set. */
   forcePathStyleLine?: number;
+  /** `age:` (Litestream v0.3): the replica's encryption keys. */
+  age?: AgeSettings;
 }
 
 function readReplicaSettings(
@@ -863,19 +867,18 @@ function readReplicaSettings(
   const ageEntry = get(m, "age");
   const age = r.map(ageEntry, at(path, "age"), ["identities", "recipients"]);
   if (age) {
-    const n = ["identities", "recipients"].reduce(
-      (sum, k) => sum + (r.seq(get(age, k), at(path, `age.${k}`))?.items.length ?? 0),
-      0,
-    );
-    if (n > 0) {
-      r.fail(
-        ageEntry!.line,
-        at(path, "age"),
-        "age encryption is not supported (nor by Litestream v0.5)",
-        "remove it",
-      );
-    }
-    r.unused(ageEntry!, at(path, "age"), "empty", db, true);
+    // Litestream v0.3's spelling; identities are secrets and never shown in a message.
+    const keys = (k: "identities" | "recipients") => {
+      const list = r.seq(get(age, k), at(path, `age.${k}`));
+      return (list?.items ?? []).map((item, i) => {
+        const where = at(path, `age.${k}[${i}]`);
+        const line = item?.line ?? ageEntry!.line;
+        const v = r.string({ key: k, line, value: item, keySpan: ageEntry!.keySpan }, where);
+        if (!v || v.value.trim() === "") r.fail(line, where, "is empty");
+        return v.value.trim();
+      });
+    };
+    s.age = { recipients: keys("recipients"), identities: keys("identities") };
   }
   return s;
 }
@@ -1357,6 +1360,7 @@ function readDb(r: Reader, m: YMap, i: number, globals: ReplicaSettings): DbRead
     out.replica = readReplica(r, replicaEntry, replicaPath, globals, i);
     set("walSyncIntervalMs", out.replica.own.syncIntervalMs);
     set("validationIntervalMs", out.replica.own.validationIntervalMs);
+    if (out.replica.own.age) entry.age = out.replica.own.age;
   }
   return out;
 }

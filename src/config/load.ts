@@ -10,6 +10,7 @@ import { ConfigError } from "../errors.ts";
 import { byteSize, durationMs } from "./duration.ts";
 import { globPrefixProblem, isGlobPattern, prefixProblem } from "./globs.ts";
 import {
+  type AgeSettings,
   type CacheSettings,
   type DatabaseEntry,
   emptyFileConfig,
@@ -672,6 +673,7 @@ const ROOT_KEYS = [
   "allow_empty_globs",
   "exec",
   "s3",
+  "age",
   "sync",
   "retention",
   "compaction",
@@ -694,6 +696,7 @@ function readRoot(ctx: Ctx, doc: Table): FileConfig {
 
   if (doc.exec !== undefined) config.exec = text(ctx, "exec", doc.exec);
   config.s3 = readSpec(ctx, "s3", section("s3"), S3_SPEC);
+  if (doc.age !== undefined) config.age = readAge(ctx, "age", table(ctx, "age", doc.age));
   if ((config.s3.accessKeyId === undefined) !== (config.s3.secretAccessKey === undefined)) {
     const [set, unset] = config.s3.accessKeyId === undefined
       ? ["secret_access_key", "access_key_id"]
@@ -863,7 +866,7 @@ function readDatabase(
   t: Table,
   globalRetention: Partial<RetentionSettings>,
 ): DatabaseEntry {
-  const sync = readSpec(ctx, path, t, SYNC_SPEC, ["path", "prefix", "retention", "watch"]);
+  const sync = readSpec(ctx, path, t, SYNC_SPEC, ["path", "prefix", "retention", "watch", "age"]);
   if (t.path === undefined) {
     ctx.fail(path, "missing required key path", 'add path = "/data/app.db"');
   }
@@ -887,5 +890,35 @@ function readDatabase(
     entry.retention = readSpec(ctx, rpath, table(ctx, rpath, t.retention), RETENTION_SPEC);
     checkRetention(ctx, rpath, resolveRetention(globalRetention, entry.retention));
   }
+  if (t.age !== undefined) {
+    entry.age = readAge(ctx, at(path, "age"), table(ctx, at(path, "age"), t.age));
+  }
   return entry;
+}
+
+/** `[age]` or a database's `age = {...}`: recipients, identities, identity_file. */
+function readAge(ctx: Ctx, path: string, t: Table): AgeSettings {
+  allowKeys(ctx, path, t, ["recipients", "identities", "identity_file"]);
+  const out: AgeSettings = {};
+  // Values are never shown in messages: identities are secrets.
+  const keys = (key: string, want: string): string[] | undefined => {
+    const v = t[key];
+    if (v === undefined) return undefined;
+    const list = typeof v === "string" ? [v] : v;
+    if (!Array.isArray(list) || list.some((x) => typeof x !== "string" || x.trim() === "")) {
+      return ctx.fail(at(path, key), `expected a list of ${want}`, `e.g. ${key} = ["..."]`);
+    }
+    return (list as string[]).map((x) => x.trim());
+  };
+  const recipients = keys("recipients", "age public keys (age1...)");
+  if (recipients) out.recipients = recipients;
+  const identities = keys("identities", "age secret keys (AGE-SECRET-KEY-1...)");
+  if (identities) out.identities = identities;
+  const files = keys("identity_file", "identity file paths");
+  if (files) {
+    out.identityFiles = files.map((f, i) =>
+      localPath(ctx, `${at(path, "identity_file")}[${i}]`, f)
+    );
+  }
+  return out;
 }

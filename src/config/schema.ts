@@ -145,6 +145,16 @@ export interface WebhookSettings {
   secret?: string;
 }
 
+/** `[age]` (or one database's `age`): client-side encryption keys as written. */
+export interface AgeSettings {
+  /** Public keys (`age1...`) objects are encrypted to: enough to replicate. */
+  recipients?: string[];
+  /** Private keys (`AGE-SECRET-KEY-1...`), inline: needed to restore, verify, follow, compact. */
+  identities?: string[];
+  /** Files of private keys (age-keygen's output), read at start; absolute paths. */
+  identityFiles?: string[];
+}
+
 /** One `[[databases]]` entry as written (path may be relative or a glob). */
 export interface DatabaseEntry {
   path: string;
@@ -152,6 +162,8 @@ export interface DatabaseEntry {
   prefix?: string;
   sync: Partial<SyncSettings>;
   retention?: Partial<RetentionSettings>;
+  /** age keys replacing `[age]` for this database (an empty table: plain). */
+  age?: AgeSettings;
   /** Line in the config file, for error messages. */
   line?: number;
   /**
@@ -184,6 +196,8 @@ export interface FileConfig {
   path?: string;
   allowEmptyGlobs: boolean;
   s3: S3Settings;
+  /** `[age]`: encryption of every database's objects (unless the database sets its own). */
+  age?: AgeSettings;
   sync: Partial<SyncSettings>;
   /** Global upload pool size. */
   uploadConcurrency?: number;

@@ -20,9 +20,10 @@ import { readWalHeader, scanWal, type WalHeader, type WalScan } from "../sqlite/
 import { formatHex64 } from "../ltx/names.ts";
 import type { MaintenanceSettings, RetentionSettings, SyncSettings } from "../config/schema.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
-import type { Replica } from "../storage/open.ts";
+import { isEncrypted, type Replica } from "../storage/open.ts";
+import { canRead, checkObjectEncryption } from "../storage/age.ts";
 import { DbReplica } from "../storage/replica.ts";
-import { DatabaseError, StorageError, WalrustError } from "../errors.ts";
+import { DatabaseError, NotFoundError, StorageError, WalrustError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
 import { type LocalMeta, LocalState } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
@@ -217,7 +218,10 @@ export class Replicator {
     this.name = o.name ?? o.prefix;
     const m = o.maintenance;
     const now = Date.now();
-    if (m && m.compactionLevelsMs.length > 0) {
+    // Compaction and validation read the replica back: a host holding age recipients only
+    // cannot (the CLI says so once at start).
+    const readable = canRead(o.replica.storage);
+    if (m && m.compactionLevelsMs.length > 0 && readable) {
       this.#compactor = new LevelCompactor({
         replica: this.#db,
         state: this.state,
@@ -230,7 +234,9 @@ export class Replicator {
       }, now);
     }
     if (m?.retentionEnabled && m.pruneIntervalMs > 0) this.#nextPruneAt = now + m.pruneIntervalMs;
-    if (o.sync.validationIntervalMs > 0) this.#nextValidationAt = now + o.sync.validationIntervalMs;
+    if (o.sync.validationIntervalMs > 0 && readable) {
+      this.#nextValidationAt = now + o.sync.validationIntervalMs;
+    }
   }
 
   /** Current TXID (the newest local level-0 file). */
@@ -393,6 +399,17 @@ export class Replicator {
       this.#reconcileBackoffMs = Math.min(Math.max(this.#reconcileBackoffMs * 2, 1000), 30_000);
       this.#reconcileAt = Date.now() + this.#reconcileBackoffMs;
       return;
+    }
+    if (startup && remote.length > 0) {
+      // Never add plain files to an encrypted replica, or the reverse.
+      const newest = remote.reduce((a, b) => (b.maxTXID > a.maxTXID ? b : a));
+      await checkObjectEncryption(this.#db.storage, newest.key, isEncrypted(this.#o.replica))
+        .catch((e) => {
+          // Gone since the listing, or storage flaky: the next start checks again.
+          if (!(e instanceof StorageError) || (!e.transient && !(e instanceof NotFoundError))) {
+            throw e;
+          }
+        });
     }
     if (this.#reconcileBackoffMs > 0) log.info("replica reachable again", { db: this.#o.dbPath });
     this.#reconcileBackoffMs = 0;

@@ -1,12 +1,15 @@
 /** The 100-byte LTX header (spec §1.1): layout, validation, encode and decode. */
 
-import { LtxError } from "../errors.ts";
+import { ConfigError, LtxError } from "../errors.ts";
 
 export const HEADER_SIZE = 100, TRAILER_SIZE = 16, PAGE_HEADER_SIZE = 6;
 /** Header flag: database checksums are not tracked (pre/post-apply are zero). */
 export const HEADER_FLAG_NO_CHECKSUM = 0x2;
 /** Page header flag: a 4-byte compressed size and one raw LZ4 block follow. */
 export const PAGE_FLAG_SIZE = 0x1;
+/** "age-" read as a big-endian u32: the start of an age file (an encrypted replica's object). */
+const AGE_MAGIC_PREFIX = 0x6167652d;
+
 /** "LTX1" read as a big-endian u32. */
 export const HEADER_MAGIC = 0x4c545831;
 export const MIN_PAGE_SIZE = 512, MAX_PAGE_SIZE = 65536;
@@ -146,6 +149,12 @@ export function decodeHeader(b: Uint8Array): LtxHeader {
   }
   const v = new DataView(b.buffer, b.byteOffset, HEADER_SIZE);
   const magic = v.getUint32(0);
+  if (magic === AGE_MAGIC_PREFIX) {
+    throw new ConfigError(
+      "age-encrypted, not plain LTX: the replica is age-encrypted (fix: give its age identities: " +
+        "age.identities in the config, or LITESTREAM_AGE_SECRET_KEY)",
+    );
+  }
   if (magic !== HEADER_MAGIC) {
     bad(`magic ${hex(magic, 8)}: not an LTX file (want "LTX1")`);
   }

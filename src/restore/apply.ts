@@ -1,7 +1,7 @@
 /** Restore application: stream a plan's pages into a temp file, verify, fsync, rename. */
 
 import { basename, dirname, isAbsolute, join, relative } from "node:path";
-import { DatabaseError, IntegrityError, RestoreError } from "../errors.ts";
+import { ConfigError, DatabaseError, IntegrityError, RestoreError } from "../errors.ts";
 import { LtxDecoder } from "../ltx/decoder.ts";
 import { lockPgno, type LtxHeader } from "../ltx/header.ts";
 import { formatHex64, formatTXID as txidHex } from "../ltx/names.ts";
@@ -270,6 +270,10 @@ async function writePages(
       // Integrity failures inside one file are that file's; storage failures are not.
       if (e instanceof IntegrityError && !(e instanceof CorruptFileError)) {
         throw new CorruptFileError(ref.key, e.message, { cause: e });
+      }
+      // An encrypted object read without keys: name it.
+      if (e instanceof ConfigError && e.cause === undefined) {
+        throw new ConfigError(`${ref.key}: ${e.message}`, { cause: e });
       }
       throw e;
     } finally {

@@ -1,6 +1,6 @@
 /** Restore planning: choose the LTX files that rebuild the latest state, a TXID, or a time. */
 
-import { LtxError, RestoreError } from "../errors.ts";
+import { ConfigError, LtxError, RestoreError } from "../errors.ts";
 import { decodeHeader, HEADER_SIZE } from "../ltx/header.ts";
 import { formatTXID as txidHex } from "../ltx/names.ts";
 import { SNAPSHOT_LEVEL } from "../storage/layout.ts";
@@ -76,6 +76,7 @@ export async function fileTimestamp(storage: Storage, ref: LtxFileRef): Promise<
     h = decodeHeader(head.subarray(0, HEADER_SIZE));
   } catch (e) {
     if (e instanceof LtxError) throw new LtxError(e.kind, `${ref.key}: ${e.message}`, { cause: e });
+    if (e instanceof ConfigError) throw new ConfigError(`${ref.key}: ${e.message}`, { cause: e });
     throw e;
   }
   ref.timestamp = h.timestamp;

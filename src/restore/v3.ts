@@ -402,6 +402,9 @@ function u32le(b: Uint8Array, i: number): number {
   return (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
 }
 
+/** "age-" read as a little-endian u32: an age-encrypted object (Litestream v0.3 `age:`). */
+const AGE_START = 0x2d656761;
+
 /**
  * Decode LZ4 frames (LZ4 frame format 1.6: any block size, linked or independent blocks, block
  * and content checksums, content size; skippable frames skipped) from a chunk stream. Yields the
@@ -426,6 +429,12 @@ export async function* lz4FrameStream(src: AsyncIterable<Uint8Array>): AsyncGene
           corrupt("skippable LZ4 frame cut short");
         }
         continue;
+      }
+      if (frames === 0 && magic === AGE_START) {
+        throw new ConfigError(
+          "age-encrypted (Litestream v0.3 `age:`), and no age identity is given (fix: set " +
+            "age.identities or identity_file in the config, or LITESTREAM_AGE_SECRET_KEY)",
+        );
       }
       if (magic !== LZ4_FRAME_MAGIC) {
         corrupt(`LZ4 frame magic 0x${magic.toString(16).padStart(8, "0")}: want 0x184d2204`);
@@ -720,6 +729,9 @@ async function inflateInto(open: Opener, key: string, file: Deno.FsFile): Promis
     }
   } catch (e) {
     if (e instanceof IntegrityError) throw new IntegrityError(`${key}: ${e.message}`, { cause: e });
+    if (e instanceof ConfigError && e.cause === undefined) {
+      throw new ConfigError(`${key}: ${e.message}`, { cause: e });
+    }
     throw e;
   }
   return n;

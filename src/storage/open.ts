@@ -7,6 +7,7 @@ import { log } from "../observe/log.ts";
 import { FileStorage } from "./file.ts";
 import { type ResilienceEvents, ResilientStorage } from "./resilient.ts";
 import type { RetrySettings } from "../config/schema.ts";
+import { type AgeKeys, AgeStorage, checkAgeKeys, hasAgeKeys } from "./age.ts";
 
 /** A replica location: a backend, its key layout, and the base prefix under which databases live. */
 export interface Replica {
@@ -50,16 +51,36 @@ export interface ResilienceOptions {
 
 /**
  * Open a replica from a bucket URL (file:///path, plain path, or s3://bucket/prefix). With
- * `resilience`, every operation goes through retries and the circuit breaker.
+ * `resilience`, every operation goes through retries and the circuit breaker; with `age` keys,
+ * objects are age-encrypted on the way in and decrypted on the way out (above the retries).
  */
 export async function openReplica(
   url: string,
   s3: S3Overrides = {},
   resilience?: ResilienceOptions,
+  age?: AgeKeys,
 ): Promise<Replica> {
   const r = await openRaw(url, s3);
-  if (!resilience) return r;
-  return { ...r, storage: new ResilientStorage(r.storage, resilience.retry, resilience.events) };
+  const opened = resilience
+    ? { ...r, storage: new ResilientStorage(r.storage, resilience.retry, resilience.events) }
+    : r;
+  return await withAge(opened, age);
+}
+
+/**
+ * The same replica with other age keys: encrypted with `age` (checked first), or plain when
+ * `age` holds no key. The connection underneath is shared.
+ */
+export async function withAge(replica: Replica, age: AgeKeys | undefined): Promise<Replica> {
+  const raw = replica.storage instanceof AgeStorage ? replica.storage.inner : replica.storage;
+  if (!hasAgeKeys(age)) return raw === replica.storage ? replica : { ...replica, storage: raw };
+  const keys = await checkAgeKeys(age, replica.url);
+  return { ...replica, storage: new AgeStorage(raw, keys) };
+}
+
+/** True when the replica's objects are age-encrypted (it was opened with age keys). */
+export function isEncrypted(replica: Replica): boolean {
+  return replica.storage instanceof AgeStorage;
 }
 
 async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {

@@ -424,9 +424,10 @@ Deno.test("replica rules: one replica, one bucket, s3 or file, no age", () => {
     () => yaml("dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: h\n"),
     /replica type "sftp"/,
   );
-  const age =
-    "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/a\n      age:\n        recipients: [age1xyz]\n";
-  rejects(() => yaml(age), /:5: dbs\[0\]\.replica\.age: age encryption is not supported/);
+  rejects(
+    () => yaml("dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/a\n      age: [x]\n"),
+    /:5: dbs\[0\]\.replica\.age: expected a mapping/,
+  );
   rejects(
     () => yaml("dbs:\n  - path: /a.db\n    replica:\n      url: s3://b\n"),
     /root of the bucket/,
@@ -593,4 +594,25 @@ Deno.test("convert: block values shown on one line; $PID is written expanded", (
   assert.match(toml, /^# {3}heartbeat-url: "https:\/\/hc-ping\.com\/x\\n"$/m);
   assert.match(toml, /^# {3}socket: \{enabled: true, path: \/s\}$/m);
   assert.equal(parseConfig(toml, { file: "w.toml", env: {} }).exec, p.config.exec);
+});
+
+Deno.test("litestream.yml age: (Litestream v0.3's spelling) becomes the database's keys, and converts", () => {
+  const text = "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/a\n      age:\n" +
+    "        recipients: [age1aaa, age1bbb]\n        identities:\n          - $AGE_KEY\n";
+  const c = yaml(text, { AGE_KEY: "AGE-SECRET-KEY-1XYZ" });
+  assert.deepEqual(c.databases[0].age, {
+    recipients: ["age1aaa", "age1bbb"],
+    identities: ["AGE-SECRET-KEY-1XYZ"],
+  });
+  const toml = toToml(c);
+  assert.match(toml, /age = \{ recipients = \["age1aaa", "age1bbb"\], identities = \[/);
+  const back = parseConfig(toml, { file: "walrust.toml" });
+  assert.deepEqual(back.databases[0].age, c.databases[0].age);
+  rejects(
+    () =>
+      yaml(
+        "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/a\n      age:\n        identities: ['']\n",
+      ),
+    /age\.identities\[0\]: is empty/,
+  );
 });

@@ -491,3 +491,19 @@ prune_interval = "30m"
   bad("[compaction]\nlevel = []\n", /compaction\.level.*did you mean levels/);
   bad("[sync]\nprune_interval = 5\n", /prune_interval.*belongs in \[retention\]/);
 });
+
+Deno.test("[age] and a database's age: recipients, identities, identity_file (relative to the config)", async () => {
+  const c = await load(
+    `[age]\nrecipients = ["age1aaa"]\nidentity_file = "keys/age.txt"\n` +
+      `[[databases]]\npath = "/a.db"\n[[databases]]\npath = "/b.db"\nage = {}\n` +
+      `[[databases]]\npath = "/c.db"\nage = { identities = ["AGE-SECRET-KEY-1X"] }\n`,
+  );
+  assert.equal(c.age?.recipients?.[0], "age1aaa");
+  assert.ok(c.age?.identityFiles?.[0].endsWith("/keys/age.txt"));
+  assert.ok(c.age?.identityFiles?.[0].startsWith("/"));
+  assert.equal(c.databases[0].age, undefined);
+  assert.deepEqual(c.databases[1].age, {});
+  assert.deepEqual(c.databases[2].age, { identities: ["AGE-SECRET-KEY-1X"] });
+  await rejects(`[age]\nrecipient = ["age1aaa"]\n`, /age\.recipient: unknown key.*recipients/);
+  await rejects(`[age]\nidentities = [1]\n`, /age\.identities: expected a list of age secret keys/);
+});

@@ -15,7 +15,7 @@ import { integrityCheck } from "../../src/sqlite/handle.ts";
 import { FileStorage } from "../../src/storage/file.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
 import { openReplica, type Replica } from "../../src/storage/open.ts";
-import type { Storage } from "../../src/storage/port.ts";
+import { readAll, type Storage } from "../../src/storage/port.ts";
 import { DbReplica } from "../../src/storage/replica.ts";
 import { planRestore } from "../../src/restore/plan.ts";
 import {
@@ -31,6 +31,7 @@ import {
   Xxh32,
 } from "../../src/restore/v3.ts";
 import { list, restore, type RestoreOptions } from "../../mod.ts";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { restorePlanV3 } from "../../src/api/restore.ts";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
 import { requireS3OrSkip, s3Options, type S3TestConfig, uniquePrefix } from "../helpers/s3env.ts";
@@ -894,6 +895,69 @@ Deno.test({
         assert.equal(one.code, 0, one.stderr);
         assert.equal(JSON.parse(one.stdout).generations.length, gens.length);
       });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Litestream 0.3.13 replica encrypted with age: walrust restores it exactly with the identity",
+  ignore: !LS && !REQUIRE,
+  sanitizeResources: false,
+  async fn() {
+    const bin = requireLitestream();
+    const dir = await Deno.makeTempDir({ prefix: "walrust-v3age-" });
+    try {
+      const identity = await generateX25519Identity();
+      const recipient = await identityToRecipient(identity);
+      const rep = join(dir, "replica");
+      const storage = new FileStorage(rep);
+      // Litestream v0.3's own spelling: `age:` on the replica, recipients and identities.
+      const s = await replicateWithLitestream(
+        bin,
+        dir,
+        `- type: file\n  path: ${join(rep, "app.db")}\n  sync-interval: 100ms\n` +
+          `  snapshot-interval: 3s\n  age:\n    recipients: [${recipient}]\n` +
+          `    identities: [${identity}]`,
+        { storage, prefix: "app.db" },
+        [4, 2],
+      );
+      // Every object Litestream wrote is an age file.
+      const gens = await listV3(storage, "app.db");
+      for (const o of gens.flatMap((g) => [...g.snapshots, ...g.segments])) {
+        const head = await readAll(await storage.get(o.key, { offset: 0, length: 22 }));
+        assert.equal(new TextDecoder().decode(head), "age-encryption.org/v1\n", o.key);
+      }
+      const out = join(dir, "out");
+      await Deno.mkdir(out);
+      const replica = await openReplica(`file://${rep}`, {}, undefined, {
+        recipients: [],
+        identities: [identity],
+      });
+      await checkRestores(bin, s, replica, out);
+      // Without the identity: exit 2 naming the object; with another key: exit 5.
+      const e = await rejects(
+        () => restore({ bucket: `file://${rep}`, name: "app.db", output: join(out, "x.db") }),
+        ConfigError,
+        "age",
+      );
+      assert.match(e.message, /app\.db\/generations\//);
+      const other = await generateX25519Identity();
+      await rejects(
+        () =>
+          restore({
+            bucket: `file://${rep}`,
+            name: "app.db",
+            output: join(out, "y.db"),
+            age: { recipients: [], identities: [other] },
+          }),
+        IntegrityError,
+        "wrong key",
+      );
+      await assert.rejects(Deno.stat(join(out, "x.db")), Deno.errors.NotFound);
+      await assert.rejects(Deno.stat(join(out, "y.db")), Deno.errors.NotFound);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
