@@ -243,8 +243,11 @@ export interface RssResult {
   problems: string[];
 }
 
-/** Run `watch` over `n` databases with light writes for `seconds` and read its memory. */
-async function rssRun(n: number, seconds: number): Promise<RssResult> {
+/**
+ * Run `watch` over `n` databases with light writes for `seconds` and read its memory;
+ * `extraToml` is appended to the config (e.g. an `[age]` table).
+ */
+export async function rssRun(n: number, seconds: number, extraToml = ""): Promise<RssResult> {
   const dir = await Deno.makeTempDir({ prefix: `walrust-bench-rss${n}-` });
   let watch: WalrustProcess | undefined;
   let writer: PythonProcess | undefined;
@@ -260,7 +263,7 @@ async function rssRun(n: number, seconds: number): Promise<RssResult> {
     const config = `${dir}/walrust.toml`;
     await Deno.writeTextFile(
       config,
-      `[s3]\nbucket = "file://${root}"\n\n[[databases]]\npath = "dbs/*.db"\n`,
+      `[s3]\nbucket = "file://${root}"\n${extraToml}\n[[databases]]\npath = "dbs/*.db"\n`,
     );
 
     watch = new WalrustProcess(["--config", config, "watch"], { cwd: dir });
@@ -672,7 +675,7 @@ function prng(seed: number): () => number {
  * Build a database of at least `targetBytes` with 4 KiB pages: rows of short text, a body of
  * words, JSON-ish attributes and a blob that is half random, half repetitive. Ends in WAL mode.
  */
-function buildRestoreDb(path: string, targetBytes: number): { rows: number; bytes: number } {
+export function buildRestoreDb(path: string, targetBytes: number): { rows: number; bytes: number } {
   const rnd = prng(42);
   const db = new DatabaseSync(path);
   try {
@@ -719,7 +722,7 @@ function buildRestoreDb(path: string, targetBytes: number): { rows: number; byte
 }
 
 /** Page count and a SHA-256 over every row of docs, to check a restore against its source. */
-function summarize(path: string): { pages: number; digest: string } {
+export function summarize(path: string): { pages: number; digest: string } {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
     const h = createHash("sha256");
@@ -757,7 +760,7 @@ async function treeBytes(dir: string): Promise<number> {
 }
 
 /** Run walrust to completion while sampling its memory; returns wall time and peak RSS. */
-async function timedWalrust(args: string[]): Promise<
+export async function timedWalrust(args: string[]): Promise<
   { code: number; ms: number; hwmKb: number; stdout: string; stderr: string }
 > {
   const t0 = performance.now();

@@ -1,6 +1,6 @@
 /**
  * All walrust benchmarks:
- * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction|metrics|progress|follower]
+ * `deno task bench [--only ltx|rss|lag|restore|requests|idle|compaction|metrics|progress|follower|age]
  * [--quick]`.
  * The LTX codec benchmark (scripts/bench/ltx.ts) runs first when that file exists.
  */
@@ -13,6 +13,7 @@ import { benchCompaction } from "./compaction.ts";
 import { benchMetrics } from "./metrics.ts";
 import { benchProgress } from "./progress.ts";
 import { benchFollower } from "./follower.ts";
+import { benchAge } from "./age.ts";
 import { s3TestConfig } from "../../tests/helpers/s3env.ts";
 
 const NAMES = [
@@ -26,6 +27,7 @@ const NAMES = [
   "metrics",
   "progress",
   "follower",
+  "age",
 ] as const;
 type Name = typeof NAMES[number];
 
@@ -92,4 +94,5 @@ if (want("compaction")) await benchCompaction({ quick });
 if (want("metrics")) await benchMetrics({ quick });
 if (want("progress")) await benchProgress({ quick });
 if (want("follower")) await benchFollower({ quick });
+if (want("age")) await benchAge({ quick });
 console.log(`\nload average at the end: ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);

@@ -57,6 +57,8 @@ export async function replicaFromFlags(
       secretAccessKey: s3.secretAccessKey || undefined,
       webdavUsername: s3.webdavUsername || undefined,
       webdavPassword: s3.webdavPassword || undefined,
+      azureAccountKey: s3.azureAccountKey || undefined,
+      azureSasToken: s3.azureSasToken || undefined,
     },
     {
       retry: resolveRetry(config.retry),

@@ -8,6 +8,7 @@ import { parse, TomlError } from "smol-toml";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { byteSize, durationMs } from "./duration.ts";
+import { parseBucketUrl } from "../storage/url.ts";
 import { globPrefixProblem, isGlobPattern, prefixProblem } from "./globs.ts";
 import {
   type AgeSettings,
@@ -571,12 +572,20 @@ function bucket(ctx: Ctx, path: string, v: unknown): string {
     }
     return s;
   }
+  if (/^(sftp|abs):\/\//.test(s)) {
+    try {
+      parseBucketUrl(s);
+    } catch (e) {
+      ctx.fail(path, e instanceof ConfigError ? e.message : String(e));
+    }
+    return s;
+  }
   if (isAbsolute(s)) return s;
   const fix = /^[a-z0-9][a-z0-9.-]*(\/|$)/.test(s) ? `did you mean "s3://${s}"?` : undefined;
   return ctx.fail(
     path,
-    "expected s3://bucket/prefix, webdav://host/path, file:///abs/path or an absolute path, " +
-      `got ${describe(v)}`,
+    "expected s3://bucket/prefix, abs://account@container/path, webdav://host/path, " +
+      `sftp://user@host/path, file:///abs/path or an absolute path, got ${describe(v)}`,
     fix,
   );
 }
@@ -629,6 +638,8 @@ const S3_SPEC: Spec<S3Settings> = {
   secretAccessKey: ["secret_access_key", credential],
   webdavUsername: ["webdav_username", credential],
   webdavPassword: ["webdav_password", credential],
+  azureAccountKey: ["azure_account_key", credential],
+  azureSasToken: ["azure_sas_token", credential],
 };
 
 const CACHE_SPEC: Spec<CacheSettings> = {

@@ -188,6 +188,10 @@ export interface S3Settings {
   webdavUsername?: string;
   /** WebDAV password (Litestream `webdav-password`); default WALRUST_WEBDAV_PASSWORD. */
   webdavPassword?: string;
+  /** Azure shared key (Litestream `account-key`); default AZURE_STORAGE_KEY. */
+  azureAccountKey?: string;
+  /** Azure SAS token (Litestream `sas-token`); default AZURE_STORAGE_SAS_TOKEN. */
+  azureSasToken?: string;
 }
 
 /** A validated walrust.toml; every setting is optional so flags and defaults can be layered. */

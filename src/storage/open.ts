@@ -39,6 +39,10 @@ export interface S3Overrides {
   webdavUsername?: string;
   /** WebDAV password; else the URL's user info, else WALRUST_WEBDAV_PASSWORD. */
   webdavPassword?: string;
+  /** Azure shared key (abs:// buckets); else AZURE_STORAGE_KEY / LITESTREAM_AZURE_ACCOUNT_KEY. */
+  azureAccountKey?: string;
+  /** Azure SAS token; else AZURE_STORAGE_SAS_TOKEN / LITESTREAM_AZURE_SAS_TOKEN. */
+  azureSasToken?: string;
 }
 
 /** Retries, circuit breaker and their events, applied to every backend. */
@@ -99,6 +103,30 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
         env("WALRUST_WEBDAV_USERNAME") ?? env("LITESTREAM_WEBDAV_USERNAME"),
       password: nonEmpty(s3.webdavPassword) ?? parsed.password ??
         env("WALRUST_WEBDAV_PASSWORD") ?? env("LITESTREAM_WEBDAV_PASSWORD"),
+    });
+    return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };
+  }
+  if (parsed.kind === "abs") {
+    const { AzureStorage } = await import("./azure.ts");
+    const env = (k: string) => Deno.env.get(k) || undefined;
+    const account = parsed.account ?? env("AZURE_STORAGE_ACCOUNT");
+    if (!account) {
+      throw new ConfigError(
+        `bucket ${
+          JSON.stringify(url)
+        }: no storage account (fix: abs://ACCOUNT@${parsed.container}` +
+          `/path, or AZURE_STORAGE_ACCOUNT)`,
+      );
+    }
+    const storage = new AzureStorage({
+      accountName: account,
+      container: parsed.container,
+      root: parsed.root,
+      endpoint: s3.endpoint ?? parsed.endpoint,
+      accountKey: nonEmpty(s3.azureAccountKey) ?? env("AZURE_STORAGE_KEY") ??
+        env("LITESTREAM_AZURE_ACCOUNT_KEY"),
+      sasToken: nonEmpty(s3.azureSasToken) ?? env("AZURE_STORAGE_SAS_TOKEN") ??
+        env("LITESTREAM_AZURE_SAS_TOKEN"),
     });
     return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };
   }

@@ -49,11 +49,25 @@ export interface SftpBucket {
   prefix: string;
 }
 
-/** Result of parseBucketUrl. */
-export type BucketLocation = FileBucket | S3Bucket | WebdavBucket | SftpBucket;
+/** An Azure Blob Storage container (`abs://ACCOUNT@CONTAINER/path`, Litestream's form). */
+export interface AbsBucket {
+  kind: "abs";
+  /** From the URL's user info; else AZURE_STORAGE_ACCOUNT when opened. */
+  account?: string;
+  container: string;
+  /** Path inside the container, without slashes at the ends ("" for the root). */
+  root: string;
+  /** Blob service URL from `?endpoint=` (an emulator, a sovereign cloud). */
+  endpoint?: string;
+  /** Always "": callers add the per-database prefix. */
+  prefix: string;
+}
 
-const USAGE =
-  "use s3://bucket/prefix, webdav://host/path, file:///absolute/path or a plain directory path";
+/** Result of parseBucketUrl. */
+export type BucketLocation = FileBucket | S3Bucket | WebdavBucket | SftpBucket | AbsBucket;
+
+const USAGE = "use s3://bucket/prefix, abs://account@container/path, webdav://host/path, " +
+  "sftp://user@host/path, file:///absolute/path or a plain directory path";
 
 // At least two letters so a Windows drive ("C:") is never taken for a scheme.
 const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]+):/;
@@ -75,6 +89,7 @@ export function parseBucketUrl(s: string): BucketLocation {
   if (scheme === "s3") return parseS3Url(s);
   if (scheme === "webdav" || scheme === "webdavs") return parseWebdavUrl(s, scheme);
   if (scheme === "sftp") return parseSftpUrl(s);
+  if (scheme === "abs") return parseAbsUrl(s);
   throw bad(s, `unsupported scheme "${scheme}://"; ${USAGE}`);
 }
 
@@ -116,7 +131,7 @@ function parseWebdavUrl(s: string, scheme: string): WebdavBucket {
   if (u.search !== "" || u.hash !== "") {
     throw bad(s, `${scheme} URL must not have a query or fragment; use ${scheme}://host/path`);
   }
-  const segments = decodePart(s, u.pathname).split("/").filter((p) => p !== "");
+  const segments = pathSegments(s);
   if (segments.some((p) => p === "." || p === "..")) {
     throw bad(s, `path must not contain "." or ".." segments`);
   }
@@ -137,7 +152,7 @@ function parseSftpUrl(s: string): SftpBucket {
   if (u.hostname === "") throw bad(s, "no host; use sftp://user@host[:port]/path");
   if (u.username === "") throw bad(s, "no user; use sftp://user@host[:port]/path");
   if (u.search !== "" || u.hash !== "") throw bad(s, "sftp URL must not have a query or fragment");
-  const segments = decodePart(s, u.pathname).split("/").filter((p) => p !== "");
+  const segments = pathSegments(s);
   if (segments.some((p) => p === "." || p === "..")) {
     throw bad(s, `path must not contain "." or ".." segments`);
   }
@@ -150,6 +165,33 @@ function parseSftpUrl(s: string): SftpBucket {
     prefix: "",
   };
   if (u.password !== "") out.password = decodePart(s, u.password);
+  return out;
+}
+
+function parseAbsUrl(s: string): AbsBucket {
+  const u = parseUrl(s);
+  if (u.hostname === "") throw bad(s, "no container; use abs://account@container/path");
+  if (u.password !== "") {
+    throw bad(s, "the account key does not belong in the URL; use AZURE_STORAGE_KEY or the config");
+  }
+  if (u.port !== "") throw bad(s, "abs URL has a port; use ?endpoint=http://host:port/account");
+  if (u.hash !== "") throw bad(s, "abs URL must not have a fragment");
+  const segments = pathSegments(s);
+  if (segments.some((p) => p === "." || p === "..")) {
+    throw bad(s, `path must not contain "." or ".." segments`);
+  }
+  const out: AbsBucket = {
+    kind: "abs",
+    container: decodePart(s, u.hostname),
+    root: segments.join("/"),
+    prefix: "",
+  };
+  if (u.username !== "") out.account = decodePart(s, u.username);
+  for (const [key, value] of u.searchParams) {
+    if (key !== "endpoint") throw bad(s, `unknown parameter "${key}"; use only endpoint`);
+    if (value === "") throw bad(s, `parameter "endpoint" is empty; give a value or leave it out`);
+    out.endpoint = value;
+  }
   return out;
 }
 
@@ -181,10 +223,7 @@ function parseS3Url(s: string): S3Bucket {
   }
   if (u.hash !== "") throw bad(s, "s3 URL must not have a fragment");
   const bucket = decodePart(s, u.hostname);
-  // The raw path, because URL parsing would silently resolve "." and ".." segments.
-  const rest = s.slice(s.indexOf("//") + 2).split(/[?#]/, 1)[0];
-  const rawPath = rest.includes("/") ? rest.slice(rest.indexOf("/")) : "";
-  const segments = decodePart(s, rawPath).split("/").filter((p) => p !== "");
+  const segments = pathSegments(s);
   if (segments.some((p) => p === "." || p === "..")) {
     throw bad(s, `prefix must not contain "." or ".." segments; use s3://bucket/prefix`);
   }
@@ -209,6 +248,13 @@ function parseS3Url(s: string): S3Bucket {
     }
   }
   return out;
+}
+
+/** The URL's path segments, decoded, from the raw text: URL parsing would resolve ".." away. */
+function pathSegments(s: string): string[] {
+  const rest = s.slice(s.indexOf("//") + 2).split(/[?#]/, 1)[0];
+  const rawPath = rest.includes("/") ? rest.slice(rest.indexOf("/")) : "";
+  return decodePart(s, rawPath).split("/").filter((p) => p !== "");
 }
 
 function decodePart(s: string, part: string): string {

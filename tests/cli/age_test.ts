@@ -13,7 +13,8 @@ import { cliSql } from "../helpers/apps.ts";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
 import { waitCaughtUp } from "../helpers/replica.ts";
 import { requireS3OrSkip, uniquePrefix } from "../helpers/s3env.ts";
-import { openReplica, type Replica } from "../../src/storage/open.ts";
+import { openReplica, type Replica, withAge } from "../../src/storage/open.ts";
+import { follow, Logger } from "../../mod.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
 import { s3Options } from "../helpers/s3env.ts";
 import { DbReplica } from "../../src/storage/replica.ts";
@@ -180,6 +181,21 @@ async function roundTrip(b: Backend, dir: string): Promise<void> {
       assert.ok(dec.success, new TextDecoder().decode(dec.stderr));
       const lv = await walrust(["ltx", "verify", `${dir}/object.ltx`]);
       assert.equal(lv.code, 0, lv.stdout + lv.stderr);
+    }
+
+    // A read replica follows the encrypted replica (decrypting what it downloads).
+    const f = await follow({
+      bucket: await withAge(raw, { recipients: [], identities: [key.identity] }),
+      name: "app.db",
+      local: `${dir}/follower.db`,
+      intervalMs: 60_000,
+      log: new Logger({ level: "error" }),
+    });
+    try {
+      await f.pollNow();
+      assert.equal(await dumpContent(`${dir}/follower.db`), source);
+    } finally {
+      await f.stop();
     }
 
     // The refusals.

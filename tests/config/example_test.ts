@@ -57,4 +57,6 @@ Deno.test("walrust.toml.example: every commented-out setting is valid when enabl
   assert.deepEqual(c.databases[0].retention, { hourly: 48, pitrWindowMs: 172_800_000 });
   assert.equal(c.databases[1].prefix, "tenants/{name}");
   assert.equal(c.databases[1].sync.format, "block");
+  assert.equal(c.age?.recipients?.length, 1);
+  assert.equal(c.age?.identityFiles?.[0], "/etc/walrust/age.key");
 });

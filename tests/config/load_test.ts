@@ -306,7 +306,7 @@ Deno.test("out-of-range and malformed values are errors", async () => {
     ['[log]\nformat = "xml"\n', /log\.format: expected one of "text", "json"/],
     [
       '[s3]\nbucket = "my-bucket/prefix"\n',
-      /s3\.bucket: expected s3:\/\/bucket\/prefix, webdav:\/\/host\/path, file:\/\/\/abs\/path or an absolute path, got "my-bucket\/prefix" \(did you mean "s3:\/\/my-bucket\/prefix"\?\)/,
+      /s3\.bucket: expected s3:\/\/bucket\/prefix, abs:\/\/account@container\/path, webdav:\/\/host\/path, sftp:\/\/user@host\/path, file:\/\/\/abs\/path or an absolute path, got "my-bucket\/prefix" \(did you mean "s3:\/\/my-bucket\/prefix"\?\)/,
     ],
     ['[s3]\nbucket = "webdav://host/x?y"\n', /s3\.bucket: expected webdav:\/\/host\[:port\]\/path/],
     ['[s3]\nbucket = "s3://"\n', /s3\.bucket: missing bucket name/],
