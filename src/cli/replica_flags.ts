@@ -59,6 +59,9 @@ export async function replicaFromFlags(
       webdavPassword: s3.webdavPassword || undefined,
       azureAccountKey: s3.azureAccountKey || undefined,
       azureSasToken: s3.azureSasToken || undefined,
+      sftpPassword: s3.sftpPassword || undefined,
+      sftpKeyPath: s3.sftpKeyPath || undefined,
+      sftpHostKey: s3.sftpHostKey || undefined,
     },
     {
       retry: resolveRetry(config.retry),

@@ -520,18 +520,14 @@ const REPLICA_UNUSED: Record<string, { why: string; quietIf?: boolean }> = {
   "sse-customer-key-path": { why: "server-side encryption options are not supported" },
   "sse-kms-key-id": { why: "server-side encryption options are not supported" },
 };
-const OTHER_BACKEND = "walrust replicates to S3 (and S3-compatible stores), WebDAV or files only";
+const OTHER_BACKEND =
+  "walrust replicates to S3 (and S3-compatible stores), Azure Blob Storage, WebDAV, SFTP or files";
+/** Keys of the Azure (`type: abs`) and SFTP replicas; elsewhere they are unused. */
+const ABS_KEYS = ["account-name", "account-key", "sas-token"] as const;
+const SFTP_KEYS = ["host", "user", "password", "key-path", "host-key"] as const;
 for (
   const key of [
-    "account-name",
-    "account-key",
-    "sas-token",
-    "host",
-    "user",
-    "password",
-    "key-path",
     "concurrent-writes",
-    "host-key",
     "jwt",
     "seed",
     "creds",
@@ -584,6 +580,8 @@ const ROOT_KEYS = [
   "shutdown-sync-timeout",
   "socket",
   "age",
+  ...ABS_KEYS,
+  ...SFTP_KEYS,
   ...Object.keys(ROOT_UNUSED),
   ...REPLICA_SETTINGS,
   ...Object.keys(REPLICA_UNUSED),
@@ -623,6 +621,8 @@ const REPLICA_KEYS = [
   "path",
   "url",
   "age",
+  ...ABS_KEYS,
+  ...SFTP_KEYS,
   "webdav-url",
   "webdav-username",
   "webdav-password",
@@ -637,6 +637,17 @@ function readRoot(r: Reader, root: YMap): FileConfig {
   r.checkKeys(root, "", ROOT_KEYS);
   const config = emptyFileConfig();
   const globals = readReplicaSettings(r, root, "", undefined);
+  for (const key of [...ABS_KEYS, ...SFTP_KEYS]) {
+    const e = get(root, key);
+    if (e?.value !== undefined) {
+      r.unused(
+        e,
+        key,
+        "walrust reads it on the replica (replica: or replicas:), not here",
+        undefined,
+      );
+    }
+  }
   if (globals.syncIntervalMs !== undefined) config.sync.walSyncIntervalMs = globals.syncIntervalMs;
   if (globals.age) config.age = globals.age;
   if (globals.validationIntervalMs !== undefined) {
@@ -905,6 +916,22 @@ type Target =
     origin: string;
     username?: Str;
     password?: Str;
+  }
+  | {
+    kind: "abs";
+    /** `abs://ACCOUNT@CONTAINER` (or `abs://CONTAINER`: the account from the environment). */
+    origin: string;
+    accountKey?: Str;
+    sasToken?: Str;
+    endpoint?: string;
+  }
+  | {
+    kind: "sftp";
+    /** `sftp://user@host[:port]`; the path is the remote (absolute on the server). */
+    origin: string;
+    password?: Str;
+    keyPath?: string;
+    hostKey?: Str;
   };
 
 interface ReplicaRead {
@@ -953,6 +980,15 @@ function readReplica(
   if (type === "webdav") {
     return { own, ...readWebdav(r, m, path, { url, webdavUrl, localPath }) };
   }
+  for (const [kind, keys] of [["abs", ABS_KEYS], ["sftp", SFTP_KEYS]] as const) {
+    if (type === kind) continue;
+    for (const key of keys) {
+      const e = get(m, key);
+      if (e?.value !== undefined) r.unused(e, at(path, key), `only used by ${kind} replicas`, db);
+    }
+  }
+  if (type === "abs") return { own, ...readAbs(r, m, path, { url, localPath, own, globals }) };
+  if (type === "sftp") return { own, ...readSftp(r, m, path, { url, localPath }) };
   if (type !== "s3" && type !== "file") {
     r.fail(
       (url ?? typeKey)?.line ?? e.line,
@@ -1009,6 +1045,111 @@ function readWebdav(
   const pass = r.string(get(m, "webdav-password"), at(path, "webdav-password"));
   if (user) target.username = user;
   if (pass) target.password = pass;
+  return { target, remote, line: m.line, path };
+}
+
+/**
+ * An Azure Blob Storage replica: `url: abs://ACCOUNT@CONTAINER/path`, or `type: abs` with
+ * `account-name`, `bucket` (the container) and `path`; `account-key`, `sas-token`, `endpoint`.
+ */
+function readAbs(
+  r: Reader,
+  m: YMap,
+  path: string,
+  o: { url?: Str; localPath?: Str; own: ReplicaSettings; globals: ReplicaSettings },
+): Omit<ReplicaRead, "own"> {
+  const str = (k: string) => r.string(get(m, k), at(path, k));
+  let account = str("account-name")?.value;
+  let container = (o.own.bucket ?? o.globals.bucket)?.value;
+  let remote: string[] = [];
+  let endpoint = (o.own.endpoint ?? o.globals.endpoint)?.value;
+  if (o.url) {
+    let u: URL;
+    try {
+      u = new URL(o.url.value);
+    } catch {
+      return r.fail(
+        o.url.line,
+        at(path, "url"),
+        "not a valid URL",
+        "e.g. abs://account@container/app.db",
+      );
+    }
+    if (u.password !== "") {
+      r.fail(
+        o.url.line,
+        at(path, "url"),
+        "the account key does not belong in the URL",
+        "use account-key:",
+      );
+    }
+    if (u.username !== "") account = decodeURIComponent(u.username);
+    container = decodeURIComponent(u.hostname);
+    remote = segments(r, decodeURIComponent(u.pathname), o.url.line, at(path, "url"));
+    endpoint ??= u.searchParams.get("endpoint") ?? undefined;
+  } else if (o.localPath) {
+    remote = segments(r, o.localPath.value, o.localPath.line, at(path, "path"));
+  }
+  if (!container) {
+    r.fail(m.line, path, "abs replica needs a container", "add url: abs://account@container/path");
+  }
+  const target: Target = {
+    kind: "abs",
+    origin: `abs://${account ? `${encodeURIComponent(account)}@` : ""}${container}`,
+  };
+  const key = str("account-key");
+  const sas = str("sas-token");
+  if (key) target.accountKey = key;
+  if (sas) target.sasToken = sas;
+  if (endpoint) target.endpoint = endpointWithScheme(endpoint);
+  return { target, remote, line: m.line, path };
+}
+
+/**
+ * An SFTP replica: `url: sftp://user[:password]@host[:port]/abs/path`, or `type: sftp` with
+ * `host` (`host:port`), `user`, `path`; `password`, `key-path`, `host-key`.
+ */
+function readSftp(
+  r: Reader,
+  m: YMap,
+  path: string,
+  o: { url?: Str; localPath?: Str },
+): Omit<ReplicaRead, "own"> {
+  const str = (k: string) => r.string(get(m, k), at(path, k));
+  let user = str("user")?.value;
+  let host = str("host")?.value;
+  let password = str("password");
+  let remote: string[] = [];
+  if (o.url) {
+    let u: URL;
+    try {
+      u = new URL(o.url.value);
+    } catch {
+      return r.fail(
+        o.url.line,
+        at(path, "url"),
+        "not a valid URL",
+        "e.g. sftp://user@host/backups",
+      );
+    }
+    if (u.username !== "") user = decodeURIComponent(u.username);
+    if (u.password !== "") {
+      password = { value: decodeURIComponent(u.password), raw: o.url.raw, line: o.url.line };
+    }
+    host = u.host;
+    remote = segments(r, decodeURIComponent(u.pathname), o.url.line, at(path, "url"));
+  } else if (o.localPath) {
+    remote = segments(r, o.localPath.value, o.localPath.line, at(path, "path"));
+  }
+  if (!host) r.fail(m.line, path, "sftp replica needs a host", "add host: backup.example.com:22");
+  if (!user) r.fail(m.line, path, "sftp replica needs a user", "add user: backup");
+  if (/[\s/@]/.test(host)) r.fail(m.line, path, `bad sftp host ${JSON.stringify(host)}`);
+  const target: Target = { kind: "sftp", origin: `sftp://${encodeURIComponent(user)}@${host}` };
+  if (password) target.password = password;
+  const keyPath = str("key-path");
+  if (keyPath) target.keyPath = r.localPath(keyPath, at(path, "key-path"));
+  const hostKey = str("host-key");
+  if (hostKey) target.hostKey = hostKey;
   return { target, remote, line: m.line, path };
 }
 
@@ -1218,6 +1359,16 @@ function sameTarget(a: Target, b: Target): boolean {
     return a.kind === "webdav" && b.kind === "webdav" && a.origin === b.origin &&
       a.username?.value === b.username?.value && a.password?.value === b.password?.value;
   }
+  if (a.kind === "abs" || b.kind === "abs") {
+    return a.kind === "abs" && b.kind === "abs" && a.origin === b.origin &&
+      a.endpoint === b.endpoint && a.accountKey?.value === b.accountKey?.value &&
+      a.sasToken?.value === b.sasToken?.value;
+  }
+  if (a.kind === "sftp" || b.kind === "sftp") {
+    return a.kind === "sftp" && b.kind === "sftp" && a.origin === b.origin &&
+      a.password?.value === b.password?.value && a.keyPath === b.keyPath &&
+      a.hostKey?.value === b.hostKey?.value;
+  }
   return a.bucket === b.bucket && a.endpoint === b.endpoint && a.region === b.region &&
     a.forcePathStyle === b.forcePathStyle && a.accessKeyId?.value === b.accessKeyId?.value &&
     a.secretAccessKey?.value === b.secretAccessKey?.value;
@@ -1225,7 +1376,7 @@ function sameTarget(a: Target, b: Target): boolean {
 
 function describeTarget(t: Target): string {
   if (t.kind === "file") return "a file replica";
-  if (t.kind === "webdav") return t.origin;
+  if (t.kind === "webdav" || t.kind === "abs" || t.kind === "sftp") return t.origin;
   const extra = [t.endpoint && `endpoint ${t.endpoint}`, t.region && `region ${t.region}`]
     .filter(Boolean).join(", ");
   return `s3://${t.bucket}${extra ? ` (${extra})` : ""}`;
@@ -1443,6 +1594,26 @@ function placeReplicas(r: Reader, config: FileConfig, dbs: DbRead[], globals: Re
     if (t.password) config.s3.webdavPassword = t.password.value;
     if (t.username && keepsRaw(t.username.raw)) r.raw["s3.webdav_username"] = t.username.raw;
     if (t.password && keepsRaw(t.password.raw)) r.raw["s3.webdav_password"] = t.password.raw;
+    return;
+  }
+  if (t.kind === "abs") {
+    config.s3.bucket = `${t.origin}${base ? `/${base}` : ""}`;
+    if (t.endpoint) config.s3.endpoint = t.endpoint;
+    if (t.accountKey) config.s3.azureAccountKey = t.accountKey.value;
+    if (t.sasToken) config.s3.azureSasToken = t.sasToken.value;
+    if (t.accountKey && keepsRaw(t.accountKey.raw)) {
+      r.raw["s3.azure_account_key"] = t.accountKey.raw;
+    }
+    if (t.sasToken && keepsRaw(t.sasToken.raw)) r.raw["s3.azure_sas_token"] = t.sasToken.raw;
+    return;
+  }
+  if (t.kind === "sftp") {
+    // An SFTP path is absolute on the server.
+    config.s3.bucket = `${t.origin}/${base}`;
+    if (t.password) config.s3.sftpPassword = t.password.value;
+    if (t.keyPath) config.s3.sftpKeyPath = t.keyPath;
+    if (t.hostKey) config.s3.sftpHostKey = t.hostKey.value;
+    if (t.password && keepsRaw(t.password.raw)) r.raw["s3.sftp_password"] = t.password.raw;
     return;
   }
   config.s3.bucket = `s3://${t.bucket}${base ? `/${base}` : ""}`;

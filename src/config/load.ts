@@ -640,6 +640,9 @@ const S3_SPEC: Spec<S3Settings> = {
   webdavPassword: ["webdav_password", credential],
   azureAccountKey: ["azure_account_key", credential],
   azureSasToken: ["azure_sas_token", credential],
+  sftpPassword: ["sftp_password", credential],
+  sftpKeyPath: ["sftp_key_path", localPath],
+  sftpHostKey: ["sftp_host_key", text],
 };
 
 const CACHE_SPEC: Spec<CacheSettings> = {

@@ -192,6 +192,12 @@ export interface S3Settings {
   azureAccountKey?: string;
   /** Azure SAS token (Litestream `sas-token`); default AZURE_STORAGE_SAS_TOKEN. */
   azureSasToken?: string;
+  /** SFTP password (Litestream `password`); default the URL's, else WALRUST_SFTP_PASSWORD. */
+  sftpPassword?: string;
+  /** SFTP private key file (Litestream `key-path`); default WALRUST_SFTP_KEY_PATH. */
+  sftpKeyPath?: string;
+  /** The SFTP server's public key line (Litestream `host-key`); default WALRUST_SFTP_HOST_KEY. */
+  sftpHostKey?: string;
 }
 
 /** A validated walrust.toml; every setting is optional so flags and defaults can be layered. */

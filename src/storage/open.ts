@@ -43,6 +43,12 @@ export interface S3Overrides {
   azureAccountKey?: string;
   /** Azure SAS token; else AZURE_STORAGE_SAS_TOKEN / LITESTREAM_AZURE_SAS_TOKEN. */
   azureSasToken?: string;
+  /** SFTP password; else the URL's, else WALRUST_SFTP_PASSWORD / LITESTREAM_SFTP_PASSWORD. */
+  sftpPassword?: string;
+  /** SFTP private key file; else WALRUST_SFTP_KEY_PATH / LITESTREAM_SFTP_KEY_PATH. */
+  sftpKeyPath?: string;
+  /** The server's public key line (`ssh-ed25519 AAAA...`); else WALRUST_SFTP_HOST_KEY. */
+  sftpHostKey?: string;
 }
 
 /** Retries, circuit breaker and their events, applied to every backend. */
@@ -133,7 +139,8 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
   if (parsed.kind === "sftp") {
     const { SftpStorage } = await import("./sftp.ts");
     const env = (k: string) => Deno.env.get(k) || undefined;
-    const keyPath = env("WALRUST_SFTP_KEY_PATH") ?? env("LITESTREAM_SFTP_KEY_PATH");
+    const keyPath = nonEmpty(s3.sftpKeyPath) ?? env("WALRUST_SFTP_KEY_PATH") ??
+      env("LITESTREAM_SFTP_KEY_PATH");
     let privateKey: string | undefined;
     if (keyPath) {
       try {
@@ -147,9 +154,10 @@ async function openRaw(url: string, s3: S3Overrides): Promise<Replica> {
       port: parsed.port,
       username: parsed.username,
       root: parsed.root,
-      password: parsed.password ?? env("WALRUST_SFTP_PASSWORD") ?? env("LITESTREAM_SFTP_PASSWORD"),
+      password: nonEmpty(s3.sftpPassword) ?? parsed.password ?? env("WALRUST_SFTP_PASSWORD") ??
+        env("LITESTREAM_SFTP_PASSWORD"),
       privateKey,
-      hostKey: env("WALRUST_SFTP_HOST_KEY"),
+      hostKey: nonEmpty(s3.sftpHostKey) ?? env("WALRUST_SFTP_HOST_KEY"),
       warn: (msg) => log.warn(msg),
     });
     return { storage, kind: "file", basePrefix: parsed.prefix, url: redactBucketUrl(url) };

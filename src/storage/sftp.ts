@@ -52,6 +52,8 @@ export class SftpStorage implements Storage {
   readonly #serial = new PerKeySerial();
   /** Folders made or being made (concurrent puts share one mkdir per folder). */
   readonly #made = new Map<string, Promise<void>>();
+  /** Per connection: rejects once it closed, failing the requests still waiting on it. */
+  readonly #lost = new WeakMap<Client, Promise<never>>();
 
   constructor(o: SftpOptions) {
     this.#o = o;
@@ -204,7 +206,8 @@ export class SftpStorage implements Storage {
       throw e instanceof StorageError ? e : this.#error(key, "connect", e);
     }
     try {
-      return await fn(c);
+      // A request in flight when the connection drops may never settle on its own.
+      return await Promise.race([fn(c), this.#lost.get(c)!]);
     } catch (e) {
       if (e instanceof StorageError) throw e;
       const err = this.#error(key, "request", e);
@@ -268,12 +271,32 @@ export class SftpStorage implements Storage {
       username: o.username,
       authHandler,
       readyTimeout: 20_000,
+      // A server that stops answering (no FIN, no RST) ends the connection after ~30 s.
+      keepaliveInterval: 10_000,
+      keepaliveCountMax: 3,
       hostVerifier: expected
         ? (key: Buffer) => Buffer.compare(Buffer.from(key), expected) === 0
         : undefined,
     }).catch((e: unknown) => {
       throw failed(e);
     });
+    const ssh = (c as unknown as { client: { once(ev: string, fn: () => void): void } }).client;
+    const current = this.#client; // this connection's promise (set by #run before it resolved)
+    const lost = new Promise<never>((_, reject) => {
+      const gone = () => {
+        reject(
+          new StorageError(`${this.description}: the connection closed`, { transient: true }),
+        );
+        if (this.#client === current) {
+          this.#client = undefined;
+          this.#made.clear();
+        }
+      };
+      ssh.once("close", gone);
+      ssh.once("end", gone);
+    });
+    lost.catch(() => {}); // observed by the requests racing it, if any
+    this.#lost.set(c, lost);
     return c;
   }
 

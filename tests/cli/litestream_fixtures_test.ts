@@ -12,10 +12,19 @@ import { dumpContent } from "../helpers/sqlite_writer.ts";
 import { requireS3OrSkip, s3Options, type S3TestConfig, uniquePrefix } from "../helpers/s3env.ts";
 import { openS3Storage } from "../../src/storage/s3.ts";
 import { requireWebdavOrSkip } from "../helpers/webdavenv.ts";
+import { absParts, requireAzureOrSkip } from "../helpers/azureenv.ts";
+import { requireSftpOrSkip } from "../helpers/sftpenv.ts";
+import { AzureStorage } from "../../src/storage/azure.ts";
+import { readAll } from "../../src/storage/port.ts";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
 
 const FIXTURES = new URL("../fixtures/litestream-yml/", import.meta.url).pathname;
 const S3 = await requireS3OrSkip();
 const W = await requireWebdavOrSkip();
+const A = await requireAzureOrSkip();
+const F = await requireSftpOrSkip();
+const AGE_ID = await generateX25519Identity();
+const AGE = { identity: AGE_ID, recipient: await identityToRecipient(AGE_ID) };
 
 /** How one fixture is pointed at this machine, and the databases it replicates. */
 interface Live {
@@ -29,8 +38,8 @@ interface Live {
   env?(d: string, p: string, s3: S3TestConfig): Record<string, string>;
   /** Run with its `exec:` child instead of `-once`. */
   exec?: boolean;
-  /** Its replica is on the test WebDAV server (not RGW). */
-  webdav?: boolean;
+  /** Its replica is on this test server (default: RGW). */
+  server?: "webdav" | "azure" | "sftp";
 }
 
 /** Absolute paths the fixtures use, moved under the temp folder. */
@@ -121,7 +130,40 @@ const LIVE: Live[] = [
       ).replace("webdav-username: me", `webdav-username: ${W!.username}`),
     dbs: ["var/lib/notes/notes.db"],
     env: () => ({ WEBDAV_PASSWORD: W!.password, WALRUST_WEBDAV_PASSWORD: "" }),
-    webdav: true,
+    server: "webdav",
+  },
+  {
+    file: "azure.yml",
+    // p is "<run>-<n>/": the run's own folder in the test container.
+    rewrite: (t, d, p) => {
+      const { accountName, container } = absParts(A!.url);
+      return localPaths(t, d).replace("account-name: shopbackups", `account-name: ${accountName}`)
+        .replace("bucket: litestream", `bucket: ${container}\n      endpoint: ${A!.endpoint}`)
+        .replace("path: prod/", `path: ${p}prod/`);
+    },
+    dbs: ["srv/shop/shop.db"],
+    env: () => ({ AZURE_ACCOUNT_KEY: A!.accountKey, AZURE_STORAGE_KEY: "" }),
+    server: "azure",
+  },
+  {
+    file: "sftp.yml",
+    rewrite: (t, d, p) => {
+      const u = new URL(F!.url);
+      return localPaths(t, d).replace("host: backup.example.com:22", `host: ${u.host}`)
+        .replace("user: litestream", `user: ${decodeURIComponent(u.username)}`)
+        .replace("path: /srv/backups/", `path: ${decodeURIComponent(u.pathname)}/${p}`)
+        .replace(`key-path: ${d}/home/app/.ssh/id_ed25519`, `key-path: ${F!.keyPath}`)
+        .replace(/host-key: .*/, `host-key: ${F!.hostKey}`);
+    },
+    dbs: ["var/lib/wiki/wiki.db"],
+    env: () => ({ WALRUST_SFTP_KEY_PATH: "", WALRUST_SFTP_HOST_KEY: "" }),
+    server: "sftp",
+  },
+  {
+    file: "age-v03.yml",
+    rewrite: (t, d, p, s3) => s3Urls(localPaths(t, d), p, s3),
+    dbs: ["data/secrets.db"],
+    env: () => ({ AGE_IDENTITY: AGE.identity, AGE_RECIPIENT: AGE.recipient }),
   },
   {
     file: "levels.yml",
@@ -141,9 +183,10 @@ async function appDb(path: string, rows: number): Promise<void> {
 
 for (const live of LIVE) {
   Deno.test({
-    name: `${live.webdav ? "webdav" : "s3"}: ${live.file} replicates, takes more writes, and ` +
+    name: `${live.server ?? "s3"}: ${live.file} replicates, takes more writes, and ` +
       "restores every database exactly",
-    ignore: live.webdav ? !W || !S3 : !S3,
+    ignore: !S3 || (live.server === "webdav" && !W) || (live.server === "azure" && !A) ||
+      (live.server === "sftp" && !F),
     async fn() {
       const s3 = S3!;
       const d = await Deno.makeTempDir({ prefix: "walrust-ls-fixture-" });
@@ -192,6 +235,21 @@ for (const live of LIVE) {
           assert.equal(n.trim(), "2");
         }
 
+        if (live.file === "age-v03.yml") {
+          // Encrypted as Litestream v0.3 would: every object is an age file.
+          const storage = await openS3Storage(s3Options(s3));
+          try {
+            let n = 0;
+            for await (const o of storage.list(p)) {
+              const head = await readAll(await storage.get(o.key, { offset: 0, length: 22 }));
+              assert.equal(new TextDecoder().decode(head), "age-encryption.org/v1\n", o.key);
+              n++;
+            }
+            assert.ok(n >= 2, `${n} objects`);
+          } finally {
+            await storage.close();
+          }
+        }
         const toml = await run(["config", "convert", cfg]);
         assert.equal(toml.code, 0, toml.stderr);
         await Deno.writeTextFile(`${d}/walrust.toml`, toml.stdout);
@@ -208,8 +266,24 @@ for (const live of LIVE) {
         }
       } finally {
         await Deno.remove(d, { recursive: true });
-        if (live.webdav) {
+        if (live.server === "webdav") {
           await Deno.remove(`${W!.dir}/${p}`, { recursive: true }).catch(() => {});
+        } else if (live.server === "sftp") {
+          const root = decodeURIComponent(new URL(F!.url).pathname);
+          // The test server serves this machine's file system (no chroot).
+          await Deno.remove(`${root}/${p}`, { recursive: true }).catch(() => {});
+        } else if (live.server === "azure") {
+          const { accountName, container } = absParts(A!.url);
+          const storage = new AzureStorage({
+            accountName,
+            container,
+            root: p.replace(/\/$/, ""),
+            accountKey: A!.accountKey,
+            endpoint: A!.endpoint,
+          });
+          const keys: string[] = [];
+          for await (const o of storage.list("")) keys.push(o.key);
+          await storage.delete(keys);
         } else {
           const storage = await openS3Storage(s3Options(s3));
           const keys: string[] = [];
@@ -227,5 +301,5 @@ Deno.test("every litestream.yml fixture but the misspelt one runs end to end her
   for await (const e of Deno.readDir(FIXTURES)) files.push(e.name);
   const covered = new Set(LIVE.map((l) => l.file));
   assert.deepEqual(files.filter((f) => f !== "misspelt.yml" && !covered.has(f)), []);
-  assert.ok(covered.size >= 8);
+  assert.ok(covered.size >= 11);
 });

@@ -5,6 +5,7 @@ import { ConfigError } from "../../src/errors.ts";
 import { loadConfig, parseConfig } from "../../src/config/load.ts";
 import { goDurationMs, parseLitestreamConfig } from "../../src/config/litestream.ts";
 import { toToml } from "../../src/config/convert.ts";
+import { parseBucketUrl } from "../../src/storage/url.ts";
 import { runConfig } from "../../src/cli/config_cmd.ts";
 import {
   type FileConfig,
@@ -422,7 +423,7 @@ Deno.test("replica rules: one replica, one bucket, s3 or file, no age", () => {
   );
   rejects(
     () => yaml("dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: h\n"),
-    /replica type "sftp"/,
+    /sftp replica needs a user/,
   );
   rejects(
     () => yaml("dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/a\n      age: [x]\n"),
@@ -615,4 +616,44 @@ Deno.test("litestream.yml age: (Litestream v0.3's spelling) becomes the database
       ),
     /age\.identities\[0\]: is empty/,
   );
+});
+
+Deno.test("litestream.yml Azure (abs) and SFTP replicas, both spellings, credentials kept apart", () => {
+  const abs = yaml(
+    "dbs:\n  - path: /a.db\n    replica:\n      url: abs://acct@cont/backups/a.db\n" +
+      "      account-key: $KEY\n  - path: /b.db\n    replica:\n      type: abs\n" +
+      "      account-name: acct\n      bucket: cont\n      path: backups/b.db\n" +
+      "      account-key: $KEY\n",
+    { KEY: "c2VjcmV0" },
+  );
+  assert.equal(abs.s3.bucket, "abs://acct@cont/backups");
+  assert.equal(abs.s3.azureAccountKey, "c2VjcmV0");
+  assert.deepEqual(abs.databases.map((d) => d.prefix), ["a.db", "b.db"]);
+  const sas = yaml(
+    "dbs:\n  - path: /a.db\n    replica:\n      url: abs://acct@cont/a.db\n" +
+      "      sas-token: sv=1&sig=x\n      endpoint: http://127.0.0.1:1/acct\n",
+  );
+  assert.equal(sas.s3.azureSasToken, "sv=1&sig=x");
+  assert.equal(sas.s3.endpoint, "http://127.0.0.1:1/acct");
+
+  const sftp = yaml(
+    "dbs:\n  - path: /a.db\n    replica:\n      type: sftp\n      host: backup.example:2222\n" +
+      "      user: walrust\n      path: /srv/backups/a.db\n      key-path: /etc/walrust/id\n" +
+      "      host-key: ssh-ed25519 AAAAC3Nza\n",
+  );
+  assert.equal(sftp.s3.bucket, "sftp://walrust@backup.example:2222/srv/backups");
+  assert.equal(sftp.s3.sftpKeyPath, "/etc/walrust/id");
+  assert.equal(sftp.s3.sftpHostKey, "ssh-ed25519 AAAAC3Nza");
+  assert.equal(sftp.databases[0].prefix, "a.db");
+  const url = yaml("dbs:\n  - path: /a.db\n    replica:\n      url: sftp://u:pw@h/x/a.db\n");
+  assert.equal(url.s3.bucket, "sftp://u@h/x");
+  assert.equal(url.s3.sftpPassword, "pw");
+  // The bucket parses as the backend will parse it.
+  for (const c of [abs, sas, sftp, url]) parseBucketUrl(c.s3.bucket!);
+  // Keys of another backend are warned about as unused, not silently taken.
+  const { warnings } = parseLitestreamConfig(
+    "dbs:\n  - path: /a.db\n    replica:\n      url: s3://b/a.db\n      host-key: x\n",
+    { file: "litestream.yml", env: {}, cwd: CWD },
+  ).config;
+  assert.ok(warnings?.some((w) => /host-key.*only used by sftp/.test(w)), String(warnings));
 });

@@ -48,6 +48,8 @@ export class TcpProxy {
       client.close();
       return;
     }
+    // Like a direct connection: without it every small request waits for a delayed ACK (~40 ms).
+    for (const c of [client, upstream]) (c as Deno.TcpConn).setNoDelay?.(true);
     this.#conns.add(client);
     this.#conns.add(upstream);
     const close = () => {
