@@ -139,7 +139,8 @@ EOF
 wait_ready() {
   local deadline=$(($(date +%s) + START_TIMEOUT)) code
   while true; do
-    pid_of >/dev/null || die "Azurite exited during start"
+    # The PID is the subshell's until it has exec'd node: alive is enough here.
+    [[ -e /proc/$(<"$PID_FILE") ]] || die "Azurite exited during start"
     code=$(create_container)
     [[ $code == 201 || $code == 409 ]] && return 0
     (($(date +%s) < deadline)) ||

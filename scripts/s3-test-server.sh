@@ -129,7 +129,7 @@ wait_http() {
   local deadline=$(($(date +%s) + START_TIMEOUT)) d
   until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/"; do
     for d in "${DAEMONS[@]}"; do
-      pid_of "$d" >/dev/null || die "$d exited during start"
+      [[ -e /proc/$(<"$DIR/pids/$d") ]] || die "$d exited during start" # alive; exe may be bash still
     done
     (($(date +%s) < deadline)) ||
       die "RGW did not answer on http://127.0.0.1:$PORT within ${START_TIMEOUT}s"

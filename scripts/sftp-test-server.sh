@@ -136,7 +136,8 @@ ready() {
 wait_ready() {
   local deadline=$(($(date +%s) + START_TIMEOUT))
   while true; do
-    pid_of >/dev/null || die "sshd exited during start"
+    # Until the forked shell has exec'd sshd its exe is bash: alive is enough here.
+    [[ -e /proc/$(<"$PID_FILE") ]] || die "sshd exited during start"
     ready && return 0
     (($(date +%s) < deadline)) ||
       die "sshd did not serve SFTP on 127.0.0.1:$PORT within ${START_TIMEOUT}s"

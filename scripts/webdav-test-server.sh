@@ -117,7 +117,8 @@ wait_http() {
   while true; do
     code=$(root_status)
     [[ $code == 2[0-9][0-9] ]] && return 0
-    pid_of >/dev/null || die "rclone exited during start"
+    # Until the forked shell has exec'd rclone its exe is bash: alive is enough here.
+    [[ -e /proc/$(<"$PID_FILE") ]] || die "rclone exited during start"
     (($(date +%s) < deadline)) ||
       die "rclone did not answer PROPFIND on http://127.0.0.1:$PORT/ within ${START_TIMEOUT}s (last status $code)"
     sleep 0.2

@@ -134,7 +134,7 @@ export function crc64(b: Uint8Array): bigint {
 }
 
 /** Page checksum halves (flag included) written into `out` as [hi, lo]; no bigint. */
-function pageChecksumHalves(pgno: number, data: Uint8Array, out: Int32Array): void {
+export function pageChecksumHalves(pgno: number, data: Uint8Array, out: Int32Array): void {
   let lo = -1;
   let hi = -1;
   for (let shift = 24; shift >= 0; shift -= 8) {
@@ -178,6 +178,12 @@ export class DatabaseChecksum {
     this.#lo ^= this.#tmp[1];
   }
 
+  /** XOR in a page checksum given as its halves (as pageChecksumHalves writes them). */
+  xorHalves(hi: number, lo: number): void {
+    this.#hi ^= hi;
+    this.#lo ^= lo;
+  }
+
   /** XOR in an already computed page checksum (add or remove it: XOR is its own inverse). */
   xor(checksum: bigint): void {
     this.#hi ^= Number((checksum >> 32n) & 0xffffffffn) | 0;
@@ -187,5 +193,74 @@ export class DatabaseChecksum {
   /** The database checksum so far (bit 63 always set; an empty database gives the flag alone). */
   value(): bigint {
     return toBigint(this.#hi | 0x80000000, this.#lo);
+  }
+}
+
+/**
+ * The database checksum of a database rebuilt page by page (a restore): pages may be written in
+ * any order, overwritten and cut off by a shrink; each page's checksum is kept (8 bytes a page)
+ * so the old one can be XORed out. The lock page never counts.
+ */
+export class RebuiltChecksum {
+  readonly #lock: number;
+  #sums = new Int32Array(2048); // [hi, lo] per pgno
+  #has = new Uint8Array(1024);
+  #max = 0;
+  #hi = 0;
+  #lo = 0;
+  readonly #tmp = new Int32Array(2);
+
+  constructor(pageSize: number) {
+    this.#lock = lockPgno(pageSize);
+  }
+
+  /** Page `pgno` now holds `data`. */
+  set(pgno: number, data: Uint8Array): void {
+    if (pgno === this.#lock) return;
+    pageChecksumHalves(pgno, data, this.#tmp);
+    this.setHalves(pgno, this.#tmp[0], this.#tmp[1]);
+  }
+
+  /** Page `pgno` now holds a page whose checksum halves are known (the decoder computed them). */
+  setHalves(pgno: number, hi: number, lo: number): void {
+    if (pgno === this.#lock) return;
+    if (pgno >= this.#has.length) this.#grow(pgno);
+    if (this.#has[pgno]) {
+      this.#hi ^= this.#sums[2 * pgno];
+      this.#lo ^= this.#sums[2 * pgno + 1];
+    }
+    this.#has[pgno] = 1;
+    this.#sums[2 * pgno] = hi;
+    this.#sums[2 * pgno + 1] = lo;
+    this.#hi ^= hi;
+    this.#lo ^= lo;
+    if (pgno > this.#max) this.#max = pgno;
+  }
+
+  /** Pages above `commit` are gone. */
+  truncate(commit: number): void {
+    for (let p = commit + 1; p <= this.#max; p++) {
+      if (!this.#has[p]) continue;
+      this.#has[p] = 0;
+      this.#hi ^= this.#sums[2 * p];
+      this.#lo ^= this.#sums[2 * p + 1];
+    }
+    this.#max = Math.min(this.#max, commit);
+  }
+
+  /** The database checksum (bit 63 set), as DatabaseChecksum gives for the same pages. */
+  value(): bigint {
+    return toBigint(this.#hi | 0x80000000, this.#lo);
+  }
+
+  #grow(pgno: number): void {
+    let n = this.#has.length;
+    while (n <= pgno) n *= 2;
+    const has = new Uint8Array(n);
+    has.set(this.#has);
+    const sums = new Int32Array(2 * n);
+    sums.set(this.#sums);
+    this.#has = has;
+    this.#sums = sums;
   }
 }

@@ -6,7 +6,7 @@
 
 import { LtxError, type LtxErrorKind, WalrustError } from "../errors.ts";
 import { ByteReader } from "./byte_reader.ts";
-import { CHECKSUM_FLAG, Crc64, DatabaseChecksum } from "./checksum.ts";
+import { CHECKSUM_FLAG, Crc64, DatabaseChecksum, pageChecksumHalves } from "./checksum.ts";
 import {
   decodeHeader,
   HEADER_SIZE,
@@ -55,6 +55,8 @@ export interface LtxFrame extends LtxPage {
   frameSize: number;
   /** The size prefix (block format) or the LZ4 frame length (legacy). */
   compressedSize: number;
+  /** The page's checksum halves [hi, lo], when the decoder computed it (snapshot files). */
+  checksum?: [number, number];
   /** Legacy frames only: what the LZ4 frame looked like. */
   lz4Frame?: Lz4FrameInfo;
 }
@@ -102,6 +104,7 @@ export class LtxDecoder {
   readonly #lock: number;
   readonly #snapshot: boolean;
   readonly #db: DatabaseChecksum | undefined;
+  readonly #sum = new Int32Array(2);
   readonly #pgnos: number[] = [];
   readonly #offsets: number[] = [];
   readonly #sizes: number[] = [];
@@ -273,13 +276,19 @@ export class LtxDecoder {
       this.#legacyFrames++;
     }
     this.#crc.update(data);
-    this.#db?.add(pgno, data);
+    let sum: [number, number] | undefined;
+    if (this.#db) {
+      pageChecksumHalves(pgno, data, this.#sum);
+      sum = [this.#sum[0], this.#sum[1]];
+      if (pgno !== this.#lock) this.#db.xorHalves(sum[0], sum[1]);
+    }
     this.#prev = pgno;
     this.#pgnos.push(pgno);
     this.#offsets.push(offset);
     this.#sizes.push(frameSize);
     const out: LtxFrame = { pgno, data, flags, offset, frameSize, compressedSize };
     if (lz4Frame) out.lz4Frame = lz4Frame;
+    if (sum) out.checksum = sum;
     return out;
   }
 

@@ -5,7 +5,7 @@ import { ConfigError, DatabaseError, IntegrityError, RestoreError } from "../err
 import { LtxDecoder } from "../ltx/decoder.ts";
 import { lockPgno, type LtxHeader } from "../ltx/header.ts";
 import { formatHex64, formatTXID as txidHex } from "../ltx/names.ts";
-import { DatabaseChecksum } from "../ltx/checksum.ts";
+import { DatabaseChecksum, RebuiltChecksum } from "../ltx/checksum.ts";
 import { POST_APPLY_CHECKSUM_META } from "../storage/layout.ts";
 import { integrityCheck } from "../sqlite/handle.ts";
 import { isWatched } from "../sqlite/watchlock.ts";
@@ -86,7 +86,7 @@ export async function applyPlan(
     file = await Deno.open(tmp, { createNew: true, write: true, read: true });
     const state = await writePages(storage, plan, file, opts.onProgress);
     if (opts.checkRecordedChecksum ?? true) {
-      await verifyRecordedChecksum(storage, plan, file, state.commit, state.pageSize);
+      await verifyRecordedChecksum(storage, plan, state.checksum);
     }
     await file.sync();
     file.close();
@@ -225,6 +225,8 @@ interface ApplyState {
   txid: number;
   pageSize: number;
   commit: number;
+  /** The database checksum of the pages written (kept while writing: no second read). */
+  checksum: bigint;
 }
 
 /** Decode every plan file in order, writing its pages and enforcing the chain rules. */
@@ -245,6 +247,7 @@ async function writePages(
   };
 
   const written = new PageSet();
+  let sums: RebuiltChecksum | undefined;
   let prev: LtxHeader | undefined;
   let writer: RunWriter | undefined;
   let lastKey = "";
@@ -257,14 +260,18 @@ async function writePages(
       const h = dec.header;
       checkChain(ref, h, prev);
       writer ??= new RunWriter(file, h.pageSize);
-      for await (const { pgno, data } of dec.pages()) {
+      sums ??= new RebuiltChecksum(h.pageSize);
+      for await (const { pgno, data, checksum } of dec.pages()) {
         await writer.write(pgno, data);
         written.add(pgno);
+        if (checksum) sums.setHalves(pgno, checksum[0], checksum[1]);
+        else sums.set(pgno, data);
       }
       await dec.finish();
       await writer.flush();
       await file.truncate(h.commit * h.pageSize);
       written.truncate(h.commit);
+      sums.truncate(h.commit);
       prev = h;
     } catch (e) {
       // Integrity failures inside one file are that file's; storage failures are not.
@@ -293,7 +300,12 @@ async function writePages(
   if (last.commit >= lock) {
     await writer!.writeRaw((lock - 1) * last.pageSize, new Uint8Array(last.pageSize));
   }
-  return { txid: last.maxTXID, pageSize: last.pageSize, commit: last.commit };
+  return {
+    txid: last.maxTXID,
+    pageSize: last.pageSize,
+    commit: last.commit,
+    checksum: sums!.value(),
+  };
 }
 
 /** The header must match its key and continue the previous file without a gap. */
@@ -497,14 +509,12 @@ export async function databaseChecksum(
 async function verifyRecordedChecksum(
   storage: Storage,
   plan: RestorePlan,
-  file: Deno.FsFile,
-  commit: number,
-  pageSize: number,
+  checksum: bigint,
 ): Promise<void> {
   const last = plan.files[plan.files.length - 1];
   const recorded = (await storage.head(last.key))?.meta?.[POST_APPLY_CHECKSUM_META];
   if (recorded === undefined) return;
-  const actual = formatHex64(await databaseChecksum(file, commit, pageSize));
+  const actual = formatHex64(checksum);
   if (actual !== recorded) {
     // Not a CorruptFileError: every file verified, so no other plan would be more trustworthy.
     throw new IntegrityError(
