@@ -298,6 +298,30 @@ Deno.test({
       assert.match(w.stderr, /recipients only, no identity/);
       const r = await walrust(["--config", conf, "restore", "app.db", "-o", `${dir}/out.db`]);
       assert.equal(r.code, 2, r.stderr);
+      // A tampered byte in every object (the replica's only copy of the data): exit 5 naming one.
+      const tampered = `${dir}/tampered`;
+      await Deno.mkdir(tampered);
+      await new Deno.Command("cp", { args: ["-a", `${dir}/replica2/.`, tampered] }).output();
+      let flipped = 0;
+      for (const level of ["0", "9"]) {
+        for await (const e of Deno.readDir(`${tampered}/app.db/ltx/${level}`)) {
+          if (e.name.startsWith(".")) continue;
+          const path = `${tampered}/app.db/ltx/${level}/${e.name}`;
+          const b = await Deno.readFile(path);
+          b[b.length - 20] ^= 0x40;
+          await Deno.writeFile(path, b);
+          flipped++;
+        }
+      }
+      assert.ok(flipped >= 2);
+      const bad = await walrust(
+        ["restore", "app.db", "-b", `file://${tampered}`, "-o", `${dir}/bad.db`],
+        { env: { LITESTREAM_AGE_SECRET_KEY: key.identity } },
+      );
+      assert.equal(bad.code, 5, bad.stderr);
+      assert.match(bad.stderr, /app\.db\/ltx\/\d\/[0-9a-f-]+\.ltx.*tampered or damaged/);
+      await assert.rejects(() => Deno.stat(`${dir}/bad.db`), Deno.errors.NotFound);
+
       // With the identity (here from the environment, as Litestream's wrappers pass it).
       const ok = await walrust(["restore", "app.db", "-b", bucket2, "-o", `${dir}/out.db`], {
         env: { LITESTREAM_AGE_SECRET_KEY: key.identity },

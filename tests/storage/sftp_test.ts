@@ -109,6 +109,8 @@ Deno.test({
       for (let i = 1; i <= 20; i++) await cliSql(db, sequentialInsert(i));
       const once = await walrust(["watch", db, "--bucket", url, "--once", "--no-metrics"], { env });
       assert.equal(once.code, 0, once.stderr);
+      const moment = new Date();
+      const momentDump = await dumpContent(db);
       for (let i = 21; i <= 30; i++) await cliSql(db, sequentialInsert(i));
       const again = await walrust(["watch", db, "--bucket", url, "--once", "--no-metrics"], {
         env,
@@ -119,6 +121,15 @@ Deno.test({
       assert.equal(r.code, 0, r.stderr);
       assert.equal((await cliSql(out, "PRAGMA integrity_check")).trim(), "ok");
       assert.equal(await dumpContent(out), await dumpContent(db));
+      // Point in time: the state of the first run, from the LTX headers' timestamps.
+      const pit = `${dir}/pit.db`;
+      const p = await walrust(
+        ["restore", "app.db", "-o", pit, "--timestamp", moment.toISOString(), "--bucket", url],
+        { env },
+      );
+      assert.equal(p.code, 0, p.stderr);
+      assert.equal((await cliSql(pit, "PRAGMA integrity_check")).trim(), "ok");
+      assert.equal(await dumpContent(pit), momentDump);
       // Litestream's file layout on the server's file system.
       const root = (parseBucketUrl(url) as { root: string }).root;
       const l0 = [...Deno.readDirSync(`${root}/app.db/ltx/0`)].map((e) => e.name)
