@@ -18,19 +18,29 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Replace `path` atomically with `data`: temp file, fsync, rename, directory fsync. */
-export async function atomicWriteFile(path: string, data: Uint8Array): Promise<void> {
+/**
+ * Replace `path` atomically with `data`: temp file, fsync, rename, directory fsync. With
+ * `durable: false` the two fsyncs are left out: readers still see the old file or the new one,
+ * but a power loss may keep the old one (or, on some filesystems, leave it empty). Only for files
+ * whose loss is recovered from (a hint, not a record).
+ */
+export async function atomicWriteFile(
+  path: string,
+  data: Uint8Array,
+  opts: { durable?: boolean } = {},
+): Promise<void> {
+  const durable = opts.durable ?? true;
   const dir = path.slice(0, path.lastIndexOf("/")) || ".";
   const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
     await writeAll(f, data);
-    await f.sync();
+    if (durable) await f.sync();
   } finally {
     f.close();
   }
   await Deno.rename(tmp, path);
-  await fsyncDir(dir);
+  if (durable) await fsyncDir(dir);
 }
 
 /** Remove a file, ignoring "not found". */

@@ -117,9 +117,17 @@ export class LocalState {
     }
   }
 
-  /** Persist the meta record atomically. */
-  async writeMeta(m: LocalMeta): Promise<void> {
-    await atomicWriteFile(`${this.dir}/meta.json`, new TextEncoder().encode(JSON.stringify(m)));
+  /**
+   * Persist the meta record atomically. `durable: false` (after each upload) skips the fsyncs:
+   * a meta record lost to a power failure only makes the next start re-check the replica
+   * (readMeta falls back to defaults; the listing decides what is uploaded).
+   */
+  async writeMeta(m: LocalMeta, opts: { durable?: boolean } = {}): Promise<void> {
+    await atomicWriteFile(
+      `${this.dir}/meta.json`,
+      new TextEncoder().encode(JSON.stringify(m)),
+      opts,
+    );
   }
 }
 

@@ -231,7 +231,7 @@ export class UploadQueue {
         this.#lastL0 = f;
         this.#lastL0At = Date.now();
         record.remoteTXID = Math.max(record.remoteTXID, f.maxTXID);
-        await state.writeMeta(record);
+        await state.writeMeta(record, { durable: false });
         // The newest level-0 file is the position record for the next start: keep the file
         // just uploaded, drop the one before it (older than this one, so never the newest).
         if (previous && !this.#o.keepUploadedL0) await removeIfExists(previous.path);
