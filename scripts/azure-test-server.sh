@@ -22,30 +22,16 @@ KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/K
 CONTAINER=walrust-test
 PID_FILE=$DIR/azurite.pid
 
-log() { echo "azure-test-server: $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# pid_of: the recorded PID, if the process still runs node on our Azurite and port (guards PID
-# reuse and never matches another Azurite).
-pid_of() {
-  local pid exe
-  [[ -r $PID_FILE ]] || return 1
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ ${exe##*/} == node* ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- " $MAIN --blobHost 127.0.0.1 --blobPort $PORT " ||
-    return 1
-  echo "$pid"
-}
-
-running() { pid_of >/dev/null && [[ -r $DIR/env ]]; }
+# For lib/test-server.sh (see its header). The cmdline names our Azurite and port, so the check
+# never matches another Azurite.
+TS_NAME=azure-test-server
+TS_KIND=Azure
+TS_EXE='node*'
+TS_CMDLINE=" $MAIN --blobHost 127.0.0.1 --blobPort $PORT "
+TS_DAEMON=azurite
+TS_STOPPED="stopped (the data was in memory and is gone; log kept in $DIR/log)"
+# shellcheck source-path=SCRIPTDIR source=lib/test-server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-server.sh"
 
 # print_env: the fixed lines, and a replica URL with a prefix of its own for this call.
 print_env() {
@@ -53,40 +39,6 @@ print_env() {
   run=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
   echo "export WALRUST_TEST_AZURE_URL=abs://$ACCOUNT@$CONTAINER/run-$run"
   cat "$DIR/env"
-}
-
-# wait_gone PID TENTHS: wait up to TENTHS/10 s for PID to exit.
-wait_gone() {
-  local i
-  for ((i = 0; i < $2; i++)); do
-    [[ -e /proc/$1 ]] || return 0
-    # A zombie has exited; its parent (this shell, during a failed start) reaps it later.
-    [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# kill_recorded: SIGTERM the recorded Azurite (only it), SIGKILL after 10 s; drop the PID file.
-kill_recorded() {
-  local pid
-  if pid=$(pid_of); then
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" 100; then
-      log "SIGKILL to $pid: still running 10 s after SIGTERM"
-      kill -KILL "$pid" 2>/dev/null || true
-      wait_gone "$pid" 50 || die "$pid survived SIGKILL"
-    fi
-  fi
-  rm -f "$PID_FILE"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-tails() {
-  [[ -s $DIR/log/azurite.log ]] || return 0
-  echo "---- tail $DIR/log/azurite.log" >&2
-  tail -n 25 "$DIR/log/azurite.log" >&2
 }
 
 installed_version() {
@@ -139,8 +91,7 @@ EOF
 wait_ready() {
   local deadline=$(($(date +%s) + START_TIMEOUT)) code
   while true; do
-    # The PID is the subshell's until it has exec'd node: alive is enough here.
-    [[ -e /proc/$(<"$PID_FILE") ]] || die "Azurite exited during start"
+    spawned_alive "$PID_FILE" || die "Azurite exited during start"
     code=$(create_container)
     [[ $code == 201 || $code == 409 ]] && return 0
     (($(date +%s) < deadline)) ||
@@ -156,7 +107,7 @@ start_server() {
   port_in_use "$PORT" && die "port $PORT is already in use (set WALRUST_AZURE_PORT)"
   mkdir -p "$DIR"/{data,log}
   # From here on, a failure stops Azurite (the log stays in $DIR/log for a look).
-  trap 'rc=$?; if ((rc != 0)); then tails; kill_recorded; log "start failed; log in $DIR/log"; fi' EXIT
+  arm_failed_start "log in $DIR/log"
   # In memory: a test server needs no durability, and a restart starts empty. --loose and
   # --skipApiVersionCheck: the SDK may speak a newer API version than this Azurite knows.
   # --silent: no access log line per request (the contract's bulk cases make thousands).
@@ -175,57 +126,6 @@ EOF
   log "Azurite blob service ready on http://127.0.0.1:$PORT/$ACCOUNT in $(elapsed "$t0") s; container $CONTAINER"
 }
 
-cmd_start() {
-  if running; then
-    print_env
-    return 0
-  fi
-  if [[ -e $DIR ]]; then
-    log "removing stale state in $DIR"
-    kill_recorded
-    rm -rf "$DIR"
-  fi
-  start_server
-  print_env
-}
+status_detail() { echo "endpoint http://127.0.0.1:$PORT/$ACCOUNT container $CONTAINER"; }
 
-cmd_stop() {
-  if ! pid_of >/dev/null; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  kill_recorded
-  log "stopped (the data was in memory and is gone; log kept in $DIR/log)"
-}
-
-cmd_status() {
-  local pid rss
-  if pid=$(pid_of) && [[ -r $DIR/env ]]; then
-    rss=$(awk '/^VmRSS/ { print $2 / 1024 " MB" }' "/proc/$pid/status")
-    echo "azurite pid $pid rss $rss"
-    echo "endpoint http://127.0.0.1:$PORT/$ACCOUNT container $CONTAINER"
-    return 0
-  fi
-  echo "azurite not running"
-  return 1
-}
-
-# Serialise start/stop/status across concurrent callers; the lock file lives beside the state dir.
-mkdir -p "$(dirname "$DIR")"
-exec 9>"$DIR.lock"
-flock 9
-
-case "${1:-}" in
-start) cmd_start ;;
-stop) cmd_stop ;;
-env)
-  running || die "no Azure test server is running (state dir $DIR); run: scripts/azure-test-server.sh start"
-  print_env
-  ;;
-status) cmd_status ;;
-*)
-  echo "usage: $0 start|stop|env|status" >&2
-  exit 2
-  ;;
-esac
+ts_main "$@"

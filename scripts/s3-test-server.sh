@@ -17,44 +17,19 @@ SECRET_KEY=walrust-test-secret-key
 DAEMONS=(mon osd radosgw) # each has $DIR/pids/<name> and its executable name below
 declare -A EXE=([mon]=ceph-mon [osd]=ceph-osd [radosgw]=radosgw)
 
-log() { echo "s3-test-server: $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# For lib/test-server.sh (see its header); this script redefines the single-daemon functions.
+TS_NAME=s3-test-server
+TS_KIND=S3
+# shellcheck source-path=SCRIPTDIR source=lib/test-server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-server.sh"
 
 # pid_of NAME: the recorded PID, if the process still runs the expected executable (guards PID reuse).
-pid_of() {
-  local f="$DIR/pids/$1" pid exe
-  [[ -r $f ]] || return 1
-  pid=$(<"$f")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ ${exe##*/} == "${EXE[$1]}" ]] || return 1
-  echo "$pid"
-}
+pid_of() { recorded_pid "$DIR/pids/$1" "${EXE[$1]}"; }
 
 running() {
   local d
   for d in "${DAEMONS[@]}"; do pid_of "$d" >/dev/null || return 1; done
   [[ -r $DIR/env ]]
-}
-
-print_env() { cat "$DIR/env"; }
-
-# wait_gone PID TENTHS: wait up to TENTHS/10 s for PID to exit.
-wait_gone() {
-  local i
-  for ((i = 0; i < $2; i++)); do
-    [[ -e /proc/$1 ]] || return 0
-    # A zombie has exited; its parent (this shell, during a failed start) reaps it later.
-    [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  return 1
 }
 
 # stop_daemons NAME...: SIGTERM the recorded daemons (only those), wait for them to exit,
@@ -63,16 +38,10 @@ stop_daemons() {
   local d pid pids=()
   for d in "$@"; do
     if pid=$(pid_of "$d"); then
-      kill -TERM "$pid" 2>/dev/null || true
       pids+=("$pid")
     fi
   done
-  for pid in "${pids[@]}"; do
-    wait_gone "$pid" 100 && continue
-    log "SIGKILL to $pid: still running 10 s after SIGTERM"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 50 || die "$pid survived SIGKILL"
-  done
+  stop_pids "${pids[@]}"
 }
 
 # One at a time, clients first: radosgw hangs in shutdown without its OSD, and the OSD waits
@@ -81,17 +50,6 @@ kill_recorded() {
   stop_daemons radosgw
   stop_daemons osd
   stop_daemons mon
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-tails() {
-  local f
-  for f in "$DIR"/log/*.log; do
-    [[ -s $f ]] || continue
-    echo "---- tail $f" >&2
-    tail -n 25 "$f" >&2
-  done
 }
 
 install_if_missing() {
@@ -129,7 +87,7 @@ wait_http() {
   local deadline=$(($(date +%s) + START_TIMEOUT)) d
   until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/"; do
     for d in "${DAEMONS[@]}"; do
-      [[ -e /proc/$(<"$DIR/pids/$d") ]] || die "$d exited during start" # alive; exe may be bash still
+      spawned_alive "$DIR/pids/$d" || die "$d exited during start"
     done
     (($(date +%s) < deadline)) ||
       die "RGW did not answer on http://127.0.0.1:$PORT within ${START_TIMEOUT}s"
@@ -162,7 +120,7 @@ EOF
     >>"$DIR/log/setup.log" 2>&1 || die "creating bucket $BUCKET failed"
 }
 
-start_cluster() {
+start_server() {
   local t0 fsid osd root_flags=()
   t0=$(now)
   install_if_missing
@@ -218,7 +176,7 @@ rgw gc processor max time = 5
 EOF
   export CEPH_CONF=$DIR/ceph.conf
   # From here on, a failure stops whatever was started (the logs stay in $DIR for a look).
-  trap 'rc=$?; if ((rc != 0)); then tails; kill_recorded; log "start failed; logs in $DIR/log"; fi' EXIT
+  arm_failed_start "logs in $DIR/log"
 
   monmaptool --create --addv mon0 "[v2:127.0.0.1:$MON_PORT]" --fsid "$fsid" "$DIR/monmap" \
     >>"$DIR/log/setup.log" 2>&1
@@ -249,20 +207,6 @@ EOF
   log "RGW ready on http://127.0.0.1:$PORT in $(elapsed "$t1") s (total $(elapsed "$t0") s); state in $DIR"
 }
 
-cmd_start() {
-  if running; then
-    print_env
-    return 0
-  fi
-  if [[ -e $DIR ]]; then
-    log "removing stale state in $DIR"
-    kill_recorded
-    rm -rf "$DIR"
-  fi
-  start_cluster
-  print_env
-}
-
 cmd_stop() {
   if [[ ! -e $DIR ]]; then
     rm -f "$DIR.lock"
@@ -278,7 +222,7 @@ cmd_status() {
   local d pid rss ok=0
   for d in mon osd radosgw; do
     if pid=$(pid_of "$d"); then
-      rss=$(awk '/^VmRSS/ { print $2 / 1024 " MB" }' "/proc/$pid/status")
+      rss=$(rss_of "$pid")
       echo "$d pid $pid rss $rss"
     else
       echo "$d not running"
@@ -292,21 +236,4 @@ cmd_status() {
   return 1
 }
 
-# Serialise start/stop/status across concurrent callers; the lock file lives beside the state dir.
-mkdir -p "$(dirname "$DIR")"
-exec 9>"$DIR.lock"
-flock 9
-
-case "${1:-}" in
-start) cmd_start ;;
-stop) cmd_stop ;;
-env)
-  running || die "no S3 test server is running (state dir $DIR); run: scripts/s3-test-server.sh start"
-  print_env
-  ;;
-status) cmd_status ;;
-*)
-  echo "usage: $0 start|stop|env|status" >&2
-  exit 2
-  ;;
-esac
+ts_main "$@"

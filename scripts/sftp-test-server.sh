@@ -16,66 +16,16 @@ LOGIN=$(id -un)
 CONFIG=$DIR/sshd_config
 PID_FILE=$DIR/server.pid
 
-log() { echo "sftp-test-server: $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# pid_of: the recorded PID, if the process still runs sshd with our config (guards PID reuse and
-# never matches the system's own sshd).
-pid_of() {
-  local pid exe
-  [[ -r $PID_FILE ]] || return 1
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ ${exe##*/} == sshd ]] || return 1
-  # sshd rewrites its title to "sshd: /usr/sbin/sshd -f CONFIG ... [listener] ...".
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- " -f $CONFIG " || return 1
-  echo "$pid"
-}
-
-running() { pid_of >/dev/null && [[ -r $DIR/env ]]; }
-
-print_env() { cat "$DIR/env"; }
-
-# wait_gone PID TENTHS: wait up to TENTHS/10 s for PID to exit.
-wait_gone() {
-  local i
-  for ((i = 0; i < $2; i++)); do
-    [[ -e /proc/$1 ]] || return 0
-    # A zombie has exited; its parent (this shell, during a failed start) reaps it later.
-    [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# kill_recorded: SIGTERM the recorded sshd (only it), SIGKILL after 10 s; drop the PID file.
-kill_recorded() {
-  local pid
-  if pid=$(pid_of); then
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" 100; then
-      log "SIGKILL to $pid: still running 10 s after SIGTERM"
-      kill -KILL "$pid" 2>/dev/null || true
-      wait_gone "$pid" 50 || die "$pid survived SIGKILL"
-    fi
-  fi
-  rm -f "$PID_FILE"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-tails() {
-  [[ -s $DIR/log/sshd.log ]] || return 0
-  echo "---- tail $DIR/log/sshd.log" >&2
-  tail -n 25 "$DIR/log/sshd.log" >&2
-}
+# For lib/test-server.sh (see its header). sshd rewrites its title to
+# "sshd: /usr/sbin/sshd -f CONFIG ... [listener] ...": the config tells ours from the system's.
+TS_NAME=sftp-test-server
+TS_KIND=SFTP
+TS_EXE=sshd
+TS_CMDLINE=" -f $CONFIG "
+TS_DAEMON=sshd
+TS_STOPPED="stopped (state kept in $DIR)"
+# shellcheck source-path=SCRIPTDIR source=lib/test-server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-server.sh"
 
 install_if_missing() {
   [[ -x $SSHD ]] && return 0
@@ -136,8 +86,7 @@ ready() {
 wait_ready() {
   local deadline=$(($(date +%s) + START_TIMEOUT))
   while true; do
-    # Until the forked shell has exec'd sshd its exe is bash: alive is enough here.
-    [[ -e /proc/$(<"$PID_FILE") ]] || die "sshd exited during start"
+    spawned_alive "$PID_FILE" || die "sshd exited during start"
     ready && return 0
     (($(date +%s) < deadline)) ||
       die "sshd did not serve SFTP on 127.0.0.1:$PORT within ${START_TIMEOUT}s"
@@ -156,10 +105,11 @@ start_server() {
     mkdir -p /run/sshd 2>/dev/null || die "/run/sshd is missing; as root run: mkdir -p /run/sshd"
   fi
   # From here on, a failure stops sshd (the log stays in $DIR/log for a look).
-  trap 'rc=$?; if ((rc != 0)); then tails; kill_recorded; log "start failed; log in $DIR/log"; fi' EXIT
+  arm_failed_start "log in $DIR/log"
   write_config
   client_opts
-  # -D: no fork, so $! is the daemon itself.
+  # -D: no fork, so $! is the daemon itself. (-E only names sshd's log; nothing here reads it.)
+  # shellcheck disable=SC2094
   setsid "$SSHD" -f "$CONFIG" -E "$DIR/log/sshd.log" -D \
     </dev/null >>"$DIR/log/sshd.log" 2>&1 9>&- &
   echo $! >"$PID_FILE"
@@ -174,57 +124,8 @@ EOF
   log "SFTP ready on 127.0.0.1:$PORT in $(elapsed "$t0") s; serving $DIR/data"
 }
 
-cmd_start() {
-  if running; then
-    print_env
-    return 0
-  fi
-  if [[ -e $DIR ]]; then
-    log "removing stale state in $DIR"
-    kill_recorded
-    rm -rf "$DIR"
-  fi
-  start_server
-  print_env
+status_detail() {
+  echo "url $(sed -n 's/^export WALRUST_TEST_SFTP_URL=//p' "$DIR/env") data $DIR/data"
 }
 
-cmd_stop() {
-  if ! pid_of >/dev/null; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  kill_recorded
-  log "stopped (state kept in $DIR)"
-}
-
-cmd_status() {
-  local pid rss
-  if pid=$(pid_of) && [[ -r $DIR/env ]]; then
-    rss=$(awk '/^VmRSS/ { print $2 / 1024 " MB" }' "/proc/$pid/status")
-    echo "sshd pid $pid rss $rss"
-    echo "url $(sed -n 's/^export WALRUST_TEST_SFTP_URL=//p' "$DIR/env") data $DIR/data"
-    return 0
-  fi
-  echo "sshd not running"
-  return 1
-}
-
-# Serialise start/stop/status across concurrent callers; the lock file lives beside the state dir.
-mkdir -p "$(dirname "$DIR")"
-exec 9>"$DIR.lock"
-flock 9
-
-case "${1:-}" in
-start) cmd_start ;;
-stop) cmd_stop ;;
-env)
-  running || die "no SFTP test server is running (state dir $DIR); run: scripts/sftp-test-server.sh start"
-  print_env
-  ;;
-status) cmd_status ;;
-*)
-  echo "usage: $0 start|stop|env|status" >&2
-  exit 2
-  ;;
-esac
+ts_main "$@"

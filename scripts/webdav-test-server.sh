@@ -13,63 +13,15 @@ USERNAME=walrust
 PASSWORD=walrust-test-webdav-password
 PID_FILE=$DIR/rclone.pid
 
-log() { echo "webdav-test-server: $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-# pid_of: the recorded PID, if the process still runs rclone (guards PID reuse).
-pid_of() {
-  local pid exe
-  [[ -r $PID_FILE ]] || return 1
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ ${exe##*/} == rclone ]] || return 1
-  echo "$pid"
-}
-
-running() { pid_of >/dev/null && [[ -r $DIR/env ]]; }
-
-print_env() { cat "$DIR/env"; }
-
-# wait_gone PID TENTHS: wait up to TENTHS/10 s for PID to exit.
-wait_gone() {
-  local i
-  for ((i = 0; i < $2; i++)); do
-    [[ -e /proc/$1 ]] || return 0
-    # A zombie has exited; its parent (this shell, during a failed start) reaps it later.
-    [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# kill_recorded: SIGTERM the recorded rclone (only it), SIGKILL after 10 s; drop the PID file.
-kill_recorded() {
-  local pid
-  if pid=$(pid_of); then
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" 100; then
-      log "SIGKILL to $pid: still running 10 s after SIGTERM"
-      kill -KILL "$pid" 2>/dev/null || true
-      wait_gone "$pid" 50 || die "$pid survived SIGKILL"
-    fi
-  fi
-  rm -f "$PID_FILE"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-tails() {
-  [[ -s $DIR/log/rclone.log ]] || return 0
-  echo "---- tail $DIR/log/rclone.log" >&2
-  tail -n 25 "$DIR/log/rclone.log" >&2
-}
+# For lib/test-server.sh (see its header).
+TS_NAME=webdav-test-server
+TS_KIND=WebDAV
+TS_EXE=rclone
+TS_CMDLINE=
+TS_DAEMON=rclone
+TS_STOPPED="stopped (state kept in $DIR)"
+# shellcheck source-path=SCRIPTDIR source=lib/test-server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-server.sh"
 
 install_if_missing() {
   command -v rclone >/dev/null && return 0
@@ -117,8 +69,7 @@ wait_http() {
   while true; do
     code=$(root_status)
     [[ $code == 2[0-9][0-9] ]] && return 0
-    # Until the forked shell has exec'd rclone its exe is bash: alive is enough here.
-    [[ -e /proc/$(<"$PID_FILE") ]] || die "rclone exited during start"
+    spawned_alive "$PID_FILE" || die "rclone exited during start"
     (($(date +%s) < deadline)) ||
       die "rclone did not answer PROPFIND on http://127.0.0.1:$PORT/ within ${START_TIMEOUT}s (last status $code)"
     sleep 0.2
@@ -134,7 +85,7 @@ start_server() {
   # An empty config of its own: rclone neither reads nor writes the user's ~/.config/rclone.
   : >"$DIR/rclone.conf"
   # From here on, a failure stops rclone (the log stays in $DIR/log for a look).
-  trap 'rc=$?; if ((rc != 0)); then tails; kill_recorded; log "start failed; log in $DIR/log"; fi' EXIT
+  arm_failed_start "log in $DIR/log"
   # rclone's directory cache stays on: its own PUT/MOVE/DELETE update it, so a listing right after
   # one sees the change, and with it off every request re-reads the folder (a folder of 2,500
   # objects made each request O(n): minutes for the contract's bulk cases). --poll-interval 0:
@@ -155,57 +106,8 @@ EOF
   log "WebDAV ready on http://127.0.0.1:$PORT in $(elapsed "$t0") s; serving $DIR/data"
 }
 
-cmd_start() {
-  if running; then
-    print_env
-    return 0
-  fi
-  if [[ -e $DIR ]]; then
-    log "removing stale state in $DIR"
-    kill_recorded
-    rm -rf "$DIR"
-  fi
-  start_server
-  print_env
+status_detail() {
+  echo "url $(sed -n 's/^export WALRUST_TEST_WEBDAV_URL=//p' "$DIR/env") data $DIR/data"
 }
 
-cmd_stop() {
-  if ! pid_of >/dev/null; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  kill_recorded
-  log "stopped (state kept in $DIR)"
-}
-
-cmd_status() {
-  local pid rss
-  if pid=$(pid_of) && [[ -r $DIR/env ]]; then
-    rss=$(awk '/^VmRSS/ { print $2 / 1024 " MB" }' "/proc/$pid/status")
-    echo "rclone pid $pid rss $rss"
-    echo "url $(sed -n 's/^export WALRUST_TEST_WEBDAV_URL=//p' "$DIR/env") data $DIR/data"
-    return 0
-  fi
-  echo "rclone not running"
-  return 1
-}
-
-# Serialise start/stop/status across concurrent callers; the lock file lives beside the state dir.
-mkdir -p "$(dirname "$DIR")"
-exec 9>"$DIR.lock"
-flock 9
-
-case "${1:-}" in
-start) cmd_start ;;
-stop) cmd_stop ;;
-env)
-  running || die "no WebDAV test server is running (state dir $DIR); run: scripts/webdav-test-server.sh start"
-  print_env
-  ;;
-status) cmd_status ;;
-*)
-  echo "usage: $0 start|stop|env|status" >&2
-  exit 2
-  ;;
-esac
+ts_main "$@"

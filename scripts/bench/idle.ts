@@ -14,6 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { type BenchOptions, printTable, procMemory } from "./replication.ts";
+import { fdCount, machineBusyTicks, procTicks, ticksPerSecond } from "./proc.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -45,42 +46,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
 // /proc readers
-
-let clockTicks = 0;
-
-/** USER_HZ, the unit of /proc/<pid>/stat and /proc/stat times. */
-async function ticksPerSecond(): Promise<number> {
-  if (clockTicks === 0) {
-    const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stdout: "piped" }).output()
-      .catch(() => undefined);
-    clockTicks = Number(new TextDecoder().decode(out?.stdout ?? new Uint8Array()).trim()) || 100;
-  }
-  return clockTicks;
-}
-
-/** utime + stime of `pid` in clock ticks; throws once it has exited. */
-async function procTicks(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  // Fields after the command name, which may itself contain spaces or parentheses.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (f[0] === "Z" || f[0] === "X") throw new Error(`process ${pid} has exited`);
-  return Number(f[11]) + Number(f[12]);
-}
-
-/** Busy clock ticks of the whole machine (all CPUs), from /proc/stat. */
-async function machineBusyTicks(): Promise<number> {
-  const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0];
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
-  const total = v.reduce((a, b) => a + b, 0);
-  return total - v[3] - (v[4] ?? 0); // minus idle and iowait
-}
-
-/** Number of open file descriptors of `pid`. */
-async function fdCount(pid: number): Promise<number> {
-  let n = 0;
-  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) n++;
-  return n;
-}
 
 /** The soft "Max open files" limit the process actually got. */
 async function fdLimit(pid: number): Promise<string> {

@@ -27,6 +27,7 @@ import {
   PythonProcess,
   summarize,
 } from "./replication.ts";
+import { fdCount, machineBusyTicks, percentile, procTicks, ticksPerSecond } from "./proc.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MAIN = `${REPO}/main.ts`;
@@ -95,44 +96,7 @@ const mib = (kb: number) => (kb / 1024).toFixed(1);
 const errText = (e: unknown) => e instanceof Error ? e.message : String(e);
 
 // ---------------------------------------------------------------------------------------------
-// /proc readers (ticksPerSecond, procTicks, machineBusyTicks and fdCount copied from idle.ts,
-// which does not export them)
-
-let clockTicks = 0;
-
-/** USER_HZ, the unit of /proc/<pid>/stat and /proc/stat times. */
-async function ticksPerSecond(): Promise<number> {
-  if (clockTicks === 0) {
-    const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stdout: "piped" }).output()
-      .catch(() => undefined);
-    clockTicks = Number(new TextDecoder().decode(out?.stdout ?? new Uint8Array()).trim()) || 100;
-  }
-  return clockTicks;
-}
-
-/** utime + stime of `pid` in clock ticks; throws once it has exited. */
-async function procTicks(pid: number): Promise<number> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-  // Fields after the command name, which may itself contain spaces or parentheses.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (f[0] === "Z" || f[0] === "X") throw new Error(`process ${pid} has exited`);
-  return Number(f[11]) + Number(f[12]);
-}
-
-/** Busy clock ticks of the whole machine (all CPUs), from /proc/stat. */
-async function machineBusyTicks(): Promise<number> {
-  const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0];
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
-  const total = v.reduce((a, b) => a + b, 0);
-  return total - v[3] - (v[4] ?? 0); // minus idle and iowait
-}
-
-/** Number of open file descriptors of `pid`. */
-async function fdCount(pid: number): Promise<number> {
-  let n = 0;
-  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) n++;
-  return n;
-}
+// /proc readers: ./proc.ts
 
 /** CPU of one process and of the whole machine over a window. */
 class CpuWindow {
@@ -734,11 +698,6 @@ async function waitMarker(
 }
 
 /** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
 
 // ---------------------------------------------------------------------------------------------
 // Writers and seeds (python3, so their cost stays outside both tools' figures)

@@ -20,6 +20,7 @@ import { DbReplica } from "../../src/storage/replica.ts";
 import { waitCaughtUp } from "../../tests/helpers/replica.ts";
 import { runSql } from "../../tests/helpers/sqlite_writer.ts";
 import { WalrustProcess } from "../../tests/helpers/walrust.ts";
+import { percentile } from "./proc.ts";
 
 /** Options shared by the benchmarks. */
 export interface BenchOptions {
@@ -181,11 +182,6 @@ export function printTable(head: string[], rows: string[][]): void {
 }
 
 /** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. RSS of `watch` with many databases

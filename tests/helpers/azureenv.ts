@@ -5,6 +5,8 @@
  * when WALRUST_REQUIRE_SERVERS=1 (CI).
  */
 
+import { requireOrSkip, scriptExports } from "./server_env.ts";
+
 /** Where the test Azure blob service is, the account to sign with, and the base replica URL. */
 export interface AzureTestConfig {
   /** abs://ACCOUNT@CONTAINER/run-<random> (no trailing slash); the container exists. */
@@ -48,47 +50,23 @@ function fromVars(get: (k: string) => string | undefined): AzureTestConfig | und
 }
 
 function fromScript(): AzureTestConfig | undefined {
-  let out: Deno.CommandOutput;
-  try {
-    out = new Deno.Command("bash", {
-      args: [SCRIPT, "env"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-  } catch {
-    return undefined; // no bash
-  }
-  if (!out.success) return undefined;
-  const vars = new Map<string, string>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) vars.set(m[1], m[2]);
-  }
-  return fromVars((k) => vars.get(k));
+  const vars = scriptExports(SCRIPT);
+  return vars && fromVars((k) => vars.get(k));
 }
-
-let warned = false;
 
 /**
  * The config when an Azure blob service answers. Otherwise: throws when WALRUST_REQUIRE_SERVERS=1,
  * else prints one loud notice and returns undefined (use it as `ignore: !cfg`).
  */
-export async function requireAzureOrSkip(): Promise<AzureTestConfig | undefined> {
-  const cfg = azureTestConfig();
-  const problem = cfg === undefined
-    ? "no Azure configured (set WALRUST_TEST_AZURE_URL, WALRUST_TEST_AZURE_ENDPOINT, " +
-      "AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, or run scripts/azure-test-server.sh start)"
-    : await unreachable(cfg);
-  if (problem === undefined) return cfg;
-  if (Deno.env.get("WALRUST_REQUIRE_SERVERS") === "1") {
-    throw new Error(`WALRUST_REQUIRE_SERVERS=1 but ${problem}`);
-  }
-  if (!warned) {
-    warned = true;
-    console.error(`\n!!! SKIPPING AZURE TESTS: ${problem}\n`);
-  }
-  return undefined;
+export function requireAzureOrSkip(): Promise<AzureTestConfig | undefined> {
+  return requireOrSkip({
+    what: "AZURE",
+    cfg: azureTestConfig(),
+    missing: "no Azure configured (set WALRUST_TEST_AZURE_URL, WALRUST_TEST_AZURE_ENDPOINT, " +
+      "AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, or run scripts/azure-test-server.sh start)",
+    reach: unreachable,
+    requireVar: "WALRUST_REQUIRE_SERVERS",
+  });
 }
 
 // Any HTTP answer counts (unsigned, so 4xx); only a failed connection or a timeout means "not there".

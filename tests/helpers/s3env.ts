@@ -4,6 +4,7 @@
  * and fail instead when WALRUST_REQUIRE_S3=1 (CI).
  */
 
+import { requireOrSkip, scriptExports } from "./server_env.ts";
 import { openS3Storage, type S3Options, type S3Storage } from "../../src/storage/s3.ts";
 import type { ByteRange, ObjectInfo, Storage } from "../../src/storage/port.ts";
 
@@ -39,46 +40,23 @@ function fromVars(get: (k: string) => string | undefined): S3TestConfig | undefi
 }
 
 function fromScript(): S3TestConfig | undefined {
-  let out: Deno.CommandOutput;
-  try {
-    out = new Deno.Command("bash", {
-      args: [SCRIPT, "env"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-  } catch {
-    return undefined; // no bash
-  }
-  if (!out.success) return undefined;
-  const vars = new Map<string, string>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) vars.set(m[1], m[2]);
-  }
-  return fromVars((k) => vars.get(k));
+  const vars = scriptExports(SCRIPT);
+  return vars && fromVars((k) => vars.get(k));
 }
-
-let warned = false;
 
 /**
  * The config when an S3 server answers. Otherwise: throws when WALRUST_REQUIRE_S3=1, else
  * prints one loud notice and returns undefined (use it as `ignore: !cfg`).
  */
-export async function requireS3OrSkip(): Promise<S3TestConfig | undefined> {
-  const cfg = s3TestConfig();
-  const problem = cfg === undefined
-    ? "no S3 configured (set AWS_* and WALRUST_TEST_BUCKET, or run scripts/s3-test-server.sh start)"
-    : await unreachable(cfg.endpoint);
-  if (problem === undefined) return cfg;
-  if (Deno.env.get("WALRUST_REQUIRE_S3") === "1") {
-    throw new Error(`WALRUST_REQUIRE_S3=1 but ${problem}`);
-  }
-  if (!warned) {
-    warned = true;
-    console.error(`\n!!! SKIPPING S3 TESTS: ${problem}\n`);
-  }
-  return undefined;
+export function requireS3OrSkip(): Promise<S3TestConfig | undefined> {
+  return requireOrSkip({
+    what: "S3",
+    cfg: s3TestConfig(),
+    missing:
+      "no S3 configured (set AWS_* and WALRUST_TEST_BUCKET, or run scripts/s3-test-server.sh start)",
+    reach: (c) => unreachable(c.endpoint),
+    requireVar: "WALRUST_REQUIRE_S3",
+  });
 }
 
 // Any HTTP answer counts; only a failed connection or a timeout means "not there".

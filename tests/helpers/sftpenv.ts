@@ -5,6 +5,8 @@
  * and fail instead when WALRUST_REQUIRE_SERVERS=1 (CI).
  */
 
+import { requireOrSkip, scriptExports } from "./server_env.ts";
+
 /** Where the test SFTP server is, how to log in, how to know it, and the directory it serves. */
 export interface SftpTestConfig {
   /** sftp://user@host:port/abs/path/walrust-test-runs (no trailing slash; the path is absolute). */
@@ -34,48 +36,23 @@ function fromVars(get: (k: string) => string | undefined): SftpTestConfig | unde
 }
 
 function fromScript(): SftpTestConfig | undefined {
-  let out: Deno.CommandOutput;
-  try {
-    out = new Deno.Command("bash", {
-      args: [SCRIPT, "env"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-  } catch {
-    return undefined; // no bash
-  }
-  if (!out.success) return undefined;
-  const vars = new Map<string, string>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    // The host key line has a space, so the script single-quotes it.
-    if (m) vars.set(m[1], m[2].replace(/^'(.*)'$/, "$1"));
-  }
-  return fromVars((k) => vars.get(k));
+  const vars = scriptExports(SCRIPT);
+  return vars && fromVars((k) => vars.get(k));
 }
-
-let warned = false;
 
 /**
  * The config when an SSH server answers. Otherwise: throws when WALRUST_REQUIRE_SERVERS=1,
  * else prints one loud notice and returns undefined (use it as `ignore: !cfg`).
  */
-export async function requireSftpOrSkip(): Promise<SftpTestConfig | undefined> {
-  const cfg = sftpTestConfig();
-  const problem = cfg === undefined
-    ? "no SFTP configured (set WALRUST_TEST_SFTP_URL, WALRUST_SFTP_KEY_PATH, " +
-      "WALRUST_TEST_SFTP_HOST_KEY and WALRUST_TEST_SFTP_DIR, or run scripts/sftp-test-server.sh start)"
-    : await unreachable(cfg);
-  if (problem === undefined) return cfg;
-  if (Deno.env.get("WALRUST_REQUIRE_SERVERS") === "1") {
-    throw new Error(`WALRUST_REQUIRE_SERVERS=1 but ${problem}`);
-  }
-  if (!warned) {
-    warned = true;
-    console.error(`\n!!! SKIPPING SFTP TESTS: ${problem}\n`);
-  }
-  return undefined;
+export function requireSftpOrSkip(): Promise<SftpTestConfig | undefined> {
+  return requireOrSkip({
+    what: "SFTP",
+    cfg: sftpTestConfig(),
+    missing: "no SFTP configured (set WALRUST_TEST_SFTP_URL, WALRUST_SFTP_KEY_PATH, " +
+      "WALRUST_TEST_SFTP_HOST_KEY and WALRUST_TEST_SFTP_DIR, or run scripts/sftp-test-server.sh start)",
+    reach: unreachable,
+    requireVar: "WALRUST_REQUIRE_SERVERS",
+  });
 }
 
 const BANNER_TIMEOUT_MS = 5000;

@@ -5,6 +5,8 @@
  * WALRUST_REQUIRE_SERVERS=1 (CI).
  */
 
+import { requireOrSkip, scriptExports } from "./server_env.ts";
+
 /** Where the test WebDAV server is, how to log in, and the local directory it serves. */
 export interface WebdavTestConfig {
   /** webdav://host:port/walrust-test-runs (no trailing slash). */
@@ -32,47 +34,23 @@ function fromVars(get: (k: string) => string | undefined): WebdavTestConfig | un
 }
 
 function fromScript(): WebdavTestConfig | undefined {
-  let out: Deno.CommandOutput;
-  try {
-    out = new Deno.Command("bash", {
-      args: [SCRIPT, "env"],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).outputSync();
-  } catch {
-    return undefined; // no bash
-  }
-  if (!out.success) return undefined;
-  const vars = new Map<string, string>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) vars.set(m[1], m[2]);
-  }
-  return fromVars((k) => vars.get(k));
+  const vars = scriptExports(SCRIPT);
+  return vars && fromVars((k) => vars.get(k));
 }
-
-let warned = false;
 
 /**
  * The config when a WebDAV server answers. Otherwise: throws when WALRUST_REQUIRE_SERVERS=1,
  * else prints one loud notice and returns undefined (use it as `ignore: !cfg`).
  */
-export async function requireWebdavOrSkip(): Promise<WebdavTestConfig | undefined> {
-  const cfg = webdavTestConfig();
-  const problem = cfg === undefined
-    ? "no WebDAV configured (set WALRUST_TEST_WEBDAV_URL, WALRUST_WEBDAV_USERNAME, " +
-      "WALRUST_WEBDAV_PASSWORD and WALRUST_TEST_WEBDAV_DIR, or run scripts/webdav-test-server.sh start)"
-    : await unreachable(cfg);
-  if (problem === undefined) return cfg;
-  if (Deno.env.get("WALRUST_REQUIRE_SERVERS") === "1") {
-    throw new Error(`WALRUST_REQUIRE_SERVERS=1 but ${problem}`);
-  }
-  if (!warned) {
-    warned = true;
-    console.error(`\n!!! SKIPPING WEBDAV TESTS: ${problem}\n`);
-  }
-  return undefined;
+export function requireWebdavOrSkip(): Promise<WebdavTestConfig | undefined> {
+  return requireOrSkip({
+    what: "WEBDAV",
+    cfg: webdavTestConfig(),
+    missing: "no WebDAV configured (set WALRUST_TEST_WEBDAV_URL, WALRUST_WEBDAV_USERNAME, " +
+      "WALRUST_WEBDAV_PASSWORD and WALRUST_TEST_WEBDAV_DIR, or run scripts/webdav-test-server.sh start)",
+    reach: unreachable,
+    requireVar: "WALRUST_REQUIRE_SERVERS",
+  });
 }
 
 // The server root: webdav:// is spoken over http, webdavs:// over https.

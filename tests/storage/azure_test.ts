@@ -17,11 +17,10 @@ import { type AzureOptions, AzureStorage } from "../../src/storage/azure.ts";
 import { readAll } from "../../src/storage/port.ts";
 import { parseBucketUrl } from "../../src/storage/url.ts";
 import { storageContract } from "./contract.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { outageLosesNothing } from "../helpers/outage.ts";
+import { walrust } from "../helpers/walrust.ts";
 import { cliSql, createAppDb, sequentialInsert } from "../helpers/apps.ts";
-import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
-import { TcpProxy } from "../helpers/tcp_proxy.ts";
-import { waitCaughtUp } from "../helpers/replica.ts";
+import { dumpContent } from "../helpers/sqlite_writer.ts";
 import {
   absParts,
   type AzureTestConfig,
@@ -479,75 +478,22 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const c = cfg!;
-    const dir = await Deno.makeTempDir({ prefix: "walrust-azure-outage-" });
     const target = new URL(c.endpoint);
-    const proxy = TcpProxy.start({ hostname: target.hostname, port: Number(target.port || 80) });
     const url = uniqueAzureUrl(c);
-    const viaProxy = `http://127.0.0.1:${proxy.port}${target.pathname}`;
-    const env = { AZURE_STORAGE_KEY: c.accountKey };
-    const db = `${dir}/app.db`;
-    await Deno.writeTextFile(
-      `${dir}/walrust.toml`,
-      `[sync]\nwal_sync_interval = 0.1\n[retry]\nmax_retries = 2\nbase_delay_ms = 50\n` +
-        `max_delay_ms = 500\ncircuit_breaker_cooldown_ms = 1000\n`,
-    );
-    const args = [
-      "--config",
-      `${dir}/walrust.toml`,
-      "watch",
-      db,
-      "--bucket",
-      url,
-      "--endpoint",
-      viaProxy,
-      "--no-metrics",
-    ];
-    const w = await SqliteWriter.start(db);
-    let watch = new WalrustProcess(args, { env });
-    let committed = 0;
-    try {
-      await w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)");
-      await watch.waitFor("replicating", 60_000);
-      proxy.block();
-      const end = Date.now() + OUTAGE_S * 1000;
-      let killed = false;
-      while (Date.now() < end) {
-        await w.exec(`INSERT INTO t (v, n) VALUES ('o${committed}', ${committed})`);
-        committed++;
-        if (!killed && Date.now() > end - OUTAGE_S * 500) {
-          watch.kill("SIGKILL"); // the local queue on disk carries the unsent files over
-          await watch.wait();
-          watch = new WalrustProcess(args, { env });
-          killed = true;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.match(watch.stderr, /replica unreachable|upload failed/);
-      proxy.unblock();
-      await watch.waitFor("replicating", 120_000);
-      await waitCaughtUp(db, undefined, "app.db", 120_000);
-      const source = await dumpContent(db);
-      watch.kill("SIGTERM");
-      assert.equal(await watch.wait(), 0, watch.stderr);
-      const out = `${dir}/out.db`;
-      const r = await walrust(
-        ["restore", "app.db", "-o", out, "--bucket", url, "--endpoint", c.endpoint],
-        { env },
-      );
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal((await cliSql(out, "PRAGMA integrity_check")).trim(), "ok");
-      assert.equal(await dumpContent(out), source);
-      assert.equal((await cliSql(out, "SELECT count(*) FROM t")).trim(), String(committed));
-      assert.ok(!watch.stderr.includes(c.accountKey));
-    } finally {
-      proxy.unblock();
-      watch.kill("SIGKILL");
-      await watch.wait();
-      await w.close();
-      proxy.close();
-      await wipe(storageAt(c, url));
-      await Deno.remove(dir, { recursive: true });
-    }
+    await outageLosesNothing({
+      target: { hostname: target.hostname, port: Number(target.port || 80) },
+      viaProxy: (port) => [
+        "--bucket",
+        url,
+        "--endpoint",
+        `http://127.0.0.1:${port}${target.pathname}`,
+      ],
+      direct: ["--bucket", url, "--endpoint", c.endpoint],
+      env: { AZURE_STORAGE_KEY: c.accountKey },
+      secrets: [c.accountKey],
+      seconds: OUTAGE_S,
+      cleanup: () => wipe(storageAt(c, url)),
+    });
   },
 });
 

@@ -9,12 +9,12 @@ import { AuthError, StorageError } from "../../src/errors.ts";
 import { SftpStorage } from "../../src/storage/sftp.ts";
 import { parseBucketUrl, redactBucketUrl } from "../../src/storage/url.ts";
 import { storageContract } from "./contract.ts";
+import { outageLosesNothing } from "../helpers/outage.ts";
 import { requireSftpOrSkip, type SftpTestConfig, uniqueSftpUrl } from "../helpers/sftpenv.ts";
-import { walrust, WalrustProcess } from "../helpers/walrust.ts";
+import { walrust } from "../helpers/walrust.ts";
 import { cliSql, createAppDb, sequentialInsert } from "../helpers/apps.ts";
-import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
+import { dumpContent } from "../helpers/sqlite_writer.ts";
 import { TcpProxy } from "../helpers/tcp_proxy.ts";
-import { waitCaughtUp } from "../helpers/replica.ts";
 
 const cfg = await requireSftpOrSkip();
 
@@ -157,72 +157,19 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const c = cfg!;
-    const dir = await Deno.makeTempDir({ prefix: "walrust-sftp-outage-" });
     const direct = uniqueSftpUrl(c);
     const target = new URL(direct);
-    const proxy = TcpProxy.start({ hostname: target.hostname, port: Number(target.port || 22) });
-    const viaProxy = direct.replace(`@${target.host}/`, `@127.0.0.1:${proxy.port}/`);
-    const env = { WALRUST_SFTP_KEY_PATH: c.keyPath, WALRUST_SFTP_HOST_KEY: c.hostKey };
-    const db = `${dir}/app.db`;
-    await Deno.writeTextFile(
-      `${dir}/walrust.toml`,
-      `[sync]\nwal_sync_interval = 0.1\n[retry]\nmax_retries = 2\nbase_delay_ms = 50\n` +
-        `max_delay_ms = 500\ncircuit_breaker_cooldown_ms = 1000\n`,
-    );
-    const args = [
-      "--config",
-      `${dir}/walrust.toml`,
-      "watch",
-      db,
-      "--bucket",
-      viaProxy,
-      "--no-metrics",
-    ];
-    const w = await SqliteWriter.start(db);
-    let watch = new WalrustProcess(args, { env });
-    let committed = 0;
-    try {
-      await w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)");
-      await watch.waitFor("replicating", 60_000);
-      proxy.block(); // the SSH connection drops mid-session; new ones are refused
-      const end = Date.now() + OUTAGE_S * 1000;
-      let killed = false;
-      while (Date.now() < end) {
-        await w.exec(`INSERT INTO t (v, n) VALUES ('o${committed}', ${committed})`);
-        committed++;
-        if (!killed && Date.now() > end - OUTAGE_S * 500) {
-          watch.kill("SIGKILL");
-          await watch.wait();
-          watch = new WalrustProcess(args, { env });
-          killed = true;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.match(watch.stderr, /replica unreachable|upload failed/);
-      proxy.unblock();
-      await watch.waitFor("replicating", 120_000);
-      await waitCaughtUp(db, undefined, "app.db", 120_000).catch((e) => {
-        throw new Error(`${e.message}; watch's log ends:\n${watch.stderr.slice(-3000)}`);
-      });
-      const source = await dumpContent(db);
-      watch.kill("SIGTERM");
-      assert.equal(await watch.wait(), 0, watch.stderr);
-      const out = `${dir}/out.db`;
-      const r = await walrust(["restore", "app.db", "-o", out, "--bucket", direct], { env });
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal((await cliSql(out, "PRAGMA integrity_check")).trim(), "ok");
-      assert.equal(await dumpContent(out), source);
-      assert.equal((await cliSql(out, "SELECT count(*) FROM t")).trim(), String(committed));
-    } finally {
-      proxy.unblock();
-      watch.kill("SIGKILL");
-      await watch.wait();
-      await w.close();
-      proxy.close();
-      await Deno.remove((parseBucketUrl(direct) as { root: string }).root, { recursive: true })
-        .catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    }
+    await outageLosesNothing({
+      target: { hostname: target.hostname, port: Number(target.port || 22) },
+      // The SSH connection drops mid-session; new ones are refused.
+      viaProxy: (port) => ["--bucket", direct.replace(`@${target.host}/`, `@127.0.0.1:${port}/`)],
+      direct: ["--bucket", direct],
+      env: { WALRUST_SFTP_KEY_PATH: c.keyPath, WALRUST_SFTP_HOST_KEY: c.hostKey },
+      seconds: OUTAGE_S,
+      cleanup: () =>
+        Deno.remove((parseBucketUrl(direct) as { root: string }).root, { recursive: true })
+          .catch(() => {}),
+    });
   },
 });
 
