@@ -14,7 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { type BenchOptions, printTable, procMemory } from "./replication.ts";
-import { fdCount, machineBusyTicks, procTicks, ticksPerSecond } from "./proc.ts";
+import { fdCount, machineBusyTicks, procTicks, ticksPerSecond, ToolProcess } from "./proc.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -55,62 +55,6 @@ async function fdLimit(pid: number): Promise<string> {
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/** A long-running tool started through bash (for the fd limit); its output goes to a file. */
-class ToolProcess {
-  readonly #child: Deno.ChildProcess;
-  readonly #status: Promise<Deno.CommandStatus>;
-  readonly pid: number;
-  #exited = false;
-
-  constructor(cmd: string[], readonly logPath: string, cwd: string) {
-    // exec: the bash PID becomes the tool's PID, so /proc/<pid> is the tool itself.
-    const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ' +
-      'log="$1"; shift; exec "$@" >"$log" 2>&1';
-    this.#child = new Deno.Command("bash", {
-      args: ["-c", script, "bash", logPath, ...cmd],
-      cwd,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    this.pid = this.#child.pid;
-    this.#status = this.#child.status.then((s) => {
-      this.#exited = true;
-      return s;
-    });
-  }
-
-  /** Whether the process has exited. */
-  get exited(): boolean {
-    return this.#exited;
-  }
-
-  /** Its output so far. */
-  async log(): Promise<string> {
-    return await Deno.readTextFile(this.logPath).catch(() => "");
-  }
-
-  /** SIGTERM, then SIGKILL after `graceMs`; returns the exit code. */
-  async stop(graceMs = 15_000): Promise<number> {
-    if (!this.#exited) {
-      try {
-        this.#child.kill("SIGTERM");
-      } catch { /* already gone */ }
-    }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, graceMs);
-    try {
-      return (await this.#status).code;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
 
 /** Make sure `pid` runs the tool itself (not bash), so the figures are the tool's. */
 async function assertTool(pid: number, tool: Tool): Promise<void> {

@@ -27,7 +27,14 @@ import {
   PythonProcess,
   summarize,
 } from "./replication.ts";
-import { fdCount, machineBusyTicks, percentile, procTicks, ticksPerSecond } from "./proc.ts";
+import {
+  fdCount,
+  machineBusyTicks,
+  percentile,
+  procTicks,
+  ticksPerSecond,
+  ToolProcess,
+} from "./proc.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const MAIN = `${REPO}/main.ts`;
@@ -178,62 +185,17 @@ interface Stoppable {
 }
 const live = new Set<Stoppable>();
 
-/**
- * A long-running tool started through bash (for the fd limit); its output goes to a file.
- * Copied from idle.ts (not exported there).
- */
-class ToolProcess implements Stoppable {
-  readonly #child: Deno.ChildProcess;
-  readonly #status: Promise<Deno.CommandStatus>;
-  readonly pid: number;
-  #exited = false;
-
-  constructor(cmd: string[], readonly logPath: string, cwd: string) {
-    // exec: the bash PID becomes the tool's PID, so /proc/<pid> is the tool itself.
-    const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ' +
-      'log="$1"; shift; exec "$@" >"$log" 2>&1';
-    this.#child = new Deno.Command("bash", {
-      args: ["-c", script, "bash", logPath, ...cmd],
-      cwd,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    this.pid = this.#child.pid;
-    this.#status = this.#child.status.then((s) => {
-      this.#exited = true;
-      return s;
-    });
+/** A bench tool (./proc.ts) that the exit handler stops if the run fails first. */
+class TrackedTool extends ToolProcess implements Stoppable {
+  constructor(cmd: string[], logPath: string, cwd: string) {
+    super(cmd, logPath, cwd);
     live.add(this);
   }
 
-  /** Whether the process has exited. */
-  get exited(): boolean {
-    return this.#exited;
-  }
-
-  /** Its output so far. */
-  async log(): Promise<string> {
-    return await Deno.readTextFile(this.logPath).catch(() => "");
-  }
-
-  /** SIGTERM, then SIGKILL after `graceMs`; returns the exit code. */
-  async stop(graceMs = 15_000): Promise<number> {
-    if (!this.#exited) {
-      try {
-        this.#child.kill("SIGTERM");
-      } catch { /* already gone */ }
-    }
-    const timer = setTimeout(() => {
-      try {
-        this.#child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }, graceMs);
+  override async stop(graceMs = 15_000): Promise<number> {
     try {
-      return (await this.#status).code;
+      return await super.stop(graceMs);
     } finally {
-      clearTimeout(timer);
       live.delete(this);
     }
   }
@@ -413,7 +375,7 @@ class Setup {
   /** Start replicating and wait until every database reached the replica. */
   async start(timeoutMs = 300_000): Promise<{ p: ToolProcess; startupS: number }> {
     const t0 = performance.now();
-    const p = new ToolProcess(this.replicate, `${this.dir}/${this.tool}.log`, this.dir);
+    const p = new TrackedTool(this.replicate, `${this.dir}/${this.tool}.log`, this.dir);
     await this.#waitReady(p, timeoutMs);
     await assertTool(p.pid, this.tool);
     return { p, startupS: (performance.now() - t0) / 1000 };
@@ -1239,7 +1201,7 @@ async function replicateBig(ctx: Ctx, tool: Tool, dir: string, template: string)
     log = r.stderr;
   } else {
     const t0 = performance.now();
-    const p = new ToolProcess(s.replicate, `${dir}/litestream.log`, dir);
+    const p = new TrackedTool(s.replicate, `${dir}/litestream.log`, dir);
     const sampler = new Sampler(p.pid, 10);
     try {
       const deadline = Date.now() + 600_000;

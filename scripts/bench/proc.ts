@@ -42,3 +42,59 @@ export function percentile(sorted: number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i];
 }
+
+/** A long-running tool started through bash (for the fd limit); its output goes to a file. */
+export class ToolProcess {
+  readonly #child: Deno.ChildProcess;
+  readonly #status: Promise<Deno.CommandStatus>;
+  readonly pid: number;
+  #exited = false;
+
+  constructor(cmd: string[], readonly logPath: string, cwd: string) {
+    // exec: the bash PID becomes the tool's PID, so /proc/<pid> is the tool itself.
+    const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ' +
+      'log="$1"; shift; exec "$@" >"$log" 2>&1';
+    this.#child = new Deno.Command("bash", {
+      args: ["-c", script, "bash", logPath, ...cmd],
+      cwd,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    this.pid = this.#child.pid;
+    this.#status = this.#child.status.then((s) => {
+      this.#exited = true;
+      return s;
+    });
+  }
+
+  /** Whether the process has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** Its output so far. */
+  async log(): Promise<string> {
+    return await Deno.readTextFile(this.logPath).catch(() => "");
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; returns the exit code. */
+  async stop(graceMs = 15_000): Promise<number> {
+    if (!this.#exited) {
+      try {
+        this.#child.kill("SIGTERM");
+      } catch { /* already gone */ }
+    }
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }, graceMs);
+    try {
+      return (await this.#status).code;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
