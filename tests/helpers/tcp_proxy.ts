@@ -5,6 +5,8 @@
 
 /** A running proxy. */
 export class TcpProxy {
+  /** Bytes forwarded from clients to the server so far (to wait for traffic, not for time). */
+  bytesUp = 0;
   #listener: Deno.Listener | undefined;
   #conns = new Set<Deno.Conn>();
   #blocked = false;
@@ -60,7 +62,7 @@ export class TcpProxy {
         } catch { /* closed */ }
       }
     };
-    const copy = async (from: Deno.Conn, to: Deno.Conn) => {
+    const copy = async (from: Deno.Conn, to: Deno.Conn, up: boolean) => {
       const buf = new Uint8Array(64 * 1024);
       try {
         for (;;) {
@@ -68,12 +70,13 @@ export class TcpProxy {
           if (n === null) break;
           let off = 0;
           while (off < n) off += await to.write(buf.subarray(off, n));
+          if (up) this.bytesUp += n;
         }
       } catch { /* reset */ }
       close();
     };
-    copy(client, upstream);
-    copy(upstream, client);
+    copy(client, upstream, true);
+    copy(upstream, client, false);
   }
 
   /** Refuse and drop everything until unblock(). */

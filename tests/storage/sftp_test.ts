@@ -204,7 +204,9 @@ Deno.test({
         { length: 8 },
         (_, i) => s.put(`a/${i}.ltx`, new Uint8Array(2 * 1024 * 1024)).then(() => "ok", (e) => e),
       );
-      await new Promise((r) => setTimeout(r, 20));
+      // Block once the uploads are under way (a megabyte of them through the proxy).
+      const before = proxy.bytesUp;
+      while (proxy.bytesUp < before + 1024 * 1024) await new Promise((r) => setTimeout(r, 1));
       proxy.block();
       const deadline = new Promise((r) => setTimeout(() => r("hung"), 15_000));
       const settled = await Promise.race([Promise.all(puts), deadline]);
