@@ -14,7 +14,14 @@
 
 import { parseArgs } from "node:util";
 import { type BenchOptions, printTable, procMemory } from "./replication.ts";
-import { fdCount, machineBusyTicks, procTicks, ticksPerSecond, ToolProcess } from "./proc.ts";
+import {
+  fdCount,
+  machineBusyTicks,
+  procTicks,
+  ticksPerSecond,
+  ToolProcess,
+  writeLitestreamConfig,
+} from "./proc.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -151,22 +158,7 @@ async function configure(
       "watch",
     ];
   }
-  // Litestream 0.3: monitor-interval is how often it checks the WAL, sync-interval how often the
-  // replica is written; both default to 1 s.
-  const iv = `${Math.round(intervalS * 1000)}ms`;
-  const lines = ["dbs:"];
-  for (const n of names) {
-    lines.push(
-      `  - path: ${dir}/dbs/${n}`,
-      `    monitor-interval: ${iv}`,
-      `    replicas:`,
-      `      - type: file`,
-      `        path: ${dir}/replica/${n}`,
-      `        sync-interval: ${iv}`,
-    );
-  }
-  const path = `${dir}/litestream.yml`;
-  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+  const path = await writeLitestreamConfig(dir, names, intervalS);
   return [litestream!, "replicate", "-config", path];
 }
 

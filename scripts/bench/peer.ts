@@ -34,6 +34,7 @@ import {
   procTicks,
   ticksPerSecond,
   ToolProcess,
+  writeLitestreamConfig,
 } from "./proc.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -347,22 +348,7 @@ class Setup {
         (name, out) => walrustCmd(["restore", name, "-o", out, "--bucket", bucket]),
       );
     }
-    // Litestream 0.3: monitor-interval is how often it checks the WAL, sync-interval how often
-    // the replica is written.
-    const iv = `${Math.round(intervalS * 1000)}ms`;
-    const lines = ["dbs:"];
-    for (const n of names) {
-      lines.push(
-        `  - path: ${dir}/dbs/${n}`,
-        `    monitor-interval: ${iv}`,
-        `    replicas:`,
-        `      - type: file`,
-        `        path: ${dir}/replica/${n}`,
-        `        sync-interval: ${iv}`,
-      );
-    }
-    const path = `${dir}/litestream.yml`;
-    await Deno.writeTextFile(path, lines.join("\n") + "\n");
+    const path = await writeLitestreamConfig(dir, names, intervalS);
     return new Setup(
       tool,
       dir,

@@ -1,4 +1,4 @@
-/** /proc readers and small statistics shared by the benchmarks (Linux). */
+/** What the benchmarks share: /proc readers, a percentile, the tool process, Litestream configs. */
 
 let clockTicks = 0;
 
@@ -97,4 +97,31 @@ export class ToolProcess {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * `dir/litestream.yml` for Litestream 0.3 over `dir/dbs/<name>` to file replicas under
+ * `dir/replica/`; monitor-interval (how often it checks the WAL) and sync-interval (how often the
+ * replica is written) both at `intervalS`. Returns its path.
+ */
+export async function writeLitestreamConfig(
+  dir: string,
+  names: string[],
+  intervalS: number,
+): Promise<string> {
+  const iv = `${Math.round(intervalS * 1000)}ms`;
+  const lines = ["dbs:"];
+  for (const n of names) {
+    lines.push(
+      `  - path: ${dir}/dbs/${n}`,
+      `    monitor-interval: ${iv}`,
+      `    replicas:`,
+      `      - type: file`,
+      `        path: ${dir}/replica/${n}`,
+      `        sync-interval: ${iv}`,
+    );
+  }
+  const path = `${dir}/litestream.yml`;
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+  return path;
 }

@@ -300,8 +300,9 @@ export async function replicate(o: ReplicateOptions): Promise<Replication> {
       }
       for (const d of found) {
         if (stopped) return;
+        // Known ones first: a spec (and its age keys' check) only for a new database.
+        if (byPath.has(resolve(typeof d === "string" ? d : d.path))) continue;
         const spec = await specOf(d, true);
-        if (byPath.has(spec.dbPath)) continue;
         try {
           const r = await store.add(spec);
           byPath.set(spec.dbPath, r);

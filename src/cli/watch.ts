@@ -4,6 +4,7 @@ import { num, parseFlags, str } from "./args.ts";
 import { ConfigError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import {
+  type AgeSettings,
   type FileConfig,
   resolveCache,
   resolveMetrics,
@@ -17,7 +18,7 @@ import { checkFdLimit } from "./fd_limit.ts";
 import { ExecChild } from "./exec.ts";
 import { replicate } from "../api.ts";
 import { ageKeysOf } from "../config/age.ts";
-import { canRead } from "../storage/age.ts";
+import { type AgeKeys, canRead } from "../storage/age.ts";
 import { log } from "../observe/log.ts";
 import { VERSION } from "../version.ts";
 
@@ -194,13 +195,20 @@ async function watchUntilStopped(
   // Directory watching: globs with `watch = true` are scanned again while running.
   const watched = entries.filter((e) => e.watch);
   const noKeys = { recipients: [], identities: [] };
+  // One read of an entry's identity files, however often directory watching rescans it.
+  const keysOf = new Map<AgeSettings, Promise<AgeKeys | undefined>>();
+  const ownKeys = (a: AgeSettings) => {
+    let k = keysOf.get(a);
+    if (!k) keysOf.set(a, k = ageKeysOf(config.age, a));
+    return k;
+  };
   const asOptions = async (d: (typeof dbs)[number]) => ({
     path: d.path,
     name: d.prefix,
     sync: resolveSync(config.sync, d.sync, flagSync),
     retention: d.retention,
     // A database's own `age` replaces [age]; an empty one means a plain replica.
-    ...(d.age ? { age: (await ageKeysOf(config.age, d.age)) ?? noKeys } : {}),
+    ...(d.age ? { age: (await ownKeys(d.age)) ?? noKeys } : {}),
   });
   const discover = watched.length > 0
     ? async () =>

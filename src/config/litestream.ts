@@ -1023,12 +1023,7 @@ function readWebdav(
   if (!given) {
     return r.fail(m.line, path, "webdav replica needs a URL", "add url: webdav://host/path");
   }
-  let u: URL;
-  try {
-    u = new URL(given.value);
-  } catch {
-    return r.fail(given.line, at(path, o.url ? "url" : "webdav-url"), "not a valid URL");
-  }
+  const u = urlOf(r, given, at(path, o.url ? "url" : "webdav-url"));
   const secure = u.protocol === "https:" || u.protocol === "webdavs:";
   if (!["http:", "https:", "webdav:", "webdavs:"].includes(u.protocol) || u.hostname === "") {
     r.fail(
@@ -1064,17 +1059,7 @@ function readAbs(
   let remote: string[] = [];
   let endpoint = (o.own.endpoint ?? o.globals.endpoint)?.value;
   if (o.url) {
-    let u: URL;
-    try {
-      u = new URL(o.url.value);
-    } catch {
-      return r.fail(
-        o.url.line,
-        at(path, "url"),
-        "not a valid URL",
-        "e.g. abs://account@container/app.db",
-      );
-    }
+    const u = urlOf(r, o.url, at(path, "url"), "e.g. abs://account@container/app.db");
     if (u.password !== "") {
       r.fail(
         o.url.line,
@@ -1121,17 +1106,7 @@ function readSftp(
   let password = str("password");
   let remote: string[] = [];
   if (o.url) {
-    let u: URL;
-    try {
-      u = new URL(o.url.value);
-    } catch {
-      return r.fail(
-        o.url.line,
-        at(path, "url"),
-        "not a valid URL",
-        "e.g. sftp://user@host/backups",
-      );
-    }
+    const u = urlOf(r, o.url, at(path, "url"), "e.g. sftp://user@host/backups");
     if (u.username !== "") user = decodeURIComponent(u.username);
     if (u.password !== "") {
       password = { value: decodeURIComponent(u.password), raw: o.url.raw, line: o.url.line };
@@ -1151,6 +1126,15 @@ function readSftp(
   const hostKey = str("host-key");
   if (hostKey) target.hostKey = hostKey;
   return { target, remote, line: m.line, path };
+}
+
+/** A replica URL parsed, or a failure naming the key (and an example, when given). */
+function urlOf(r: Reader, url: Str, path: string, example?: string): URL {
+  try {
+    return new URL(url.value);
+  } catch {
+    return r.fail(url.line, path, "not a valid URL", example);
+  }
 }
 
 function readS3(

@@ -31,6 +31,7 @@ import {
 import { AuthError, ConfigError, NotFoundError, StorageError } from "../errors.ts";
 import { TIMESTAMP_META_KEY } from "./layout.ts";
 import { type ByteRange, checkRange, type ObjectInfo, type Storage } from "./port.ts";
+import { emptyBody, reopenable } from "./body.ts";
 
 /** Where the replica is and how to sign requests. */
 export interface AzureOptions {
@@ -216,17 +217,9 @@ export class AzureStorage implements Storage {
       if (!(await this.head(key))) {
         throw new NotFoundError(`${this.description}: get ${key}: no such blob`, { status: 404 });
       }
-      return empty();
+      return emptyBody();
     }
-    let fresh: AsyncIterable<Uint8Array> | undefined = await this.#open(key, range);
-    // Iterating again reads the blob again, like re-opening a file.
-    return {
-      [Symbol.asyncIterator]: () => {
-        const p = fresh ? Promise.resolve(fresh) : this.#open(key, range);
-        fresh = undefined;
-        return delegate(p);
-      },
-    };
+    return reopenable(await this.#open(key, range), () => this.#open(key, range));
   }
 
   async #open(key: string, range: ByteRange | undefined): Promise<AsyncIterable<Uint8Array>> {
@@ -242,13 +235,13 @@ export class AzureStorage implements Storage {
     } catch (err) {
       const e = this.#error("get", key, err, dog);
       // A range at or past the end (or any range of an empty blob): empty, per the contract.
-      if (range && e.status === 416) return empty();
+      if (range && e.status === 416) return emptyBody();
       throw e;
     } finally {
       dog.disarm();
     }
     const body = res.readableStreamBody as AsyncIterable<unknown> | undefined;
-    if (!body) return empty();
+    if (!body) return emptyBody();
     return this.#read(key, body, res.contentLength, dog);
   }
 
@@ -616,10 +609,4 @@ function tryURL(s: string): URL | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function* empty(): AsyncGenerator<Uint8Array> {}
-
-async function* delegate(p: Promise<AsyncIterable<Uint8Array>>): AsyncGenerator<Uint8Array> {
-  yield* await p;
 }

@@ -10,6 +10,7 @@
 import type * as Sdk from "@aws-sdk/client-s3";
 import { AuthError, ConfigError, NotFoundError, StorageError } from "../errors.ts";
 import { type ByteRange, checkRange, type ObjectInfo, type Storage } from "./port.ts";
+import { emptyBody, reopenable } from "./body.ts";
 
 /** Options for openS3Storage. Unset values come from the AWS_* environment and the SDK chain. */
 export interface S3Options {
@@ -246,17 +247,9 @@ export class S3Storage implements Storage {
     if (range && range.length === 0) {
       // "bytes=a-(a-1)" is not a valid range: answer from HEAD (absent -> NotFoundError).
       if (!(await this.head(key))) throw this.#notFound("get", key);
-      return emptyIterable();
+      return emptyBody();
     }
-    let fresh: AsyncIterable<Uint8Array> | undefined = await this.#open(key, range);
-    // Iterating again re-reads the object, like re-opening a file.
-    return {
-      [Symbol.asyncIterator]: () => {
-        const p = fresh ? Promise.resolve(fresh) : this.#open(key, range);
-        fresh = undefined;
-        return delegate(p);
-      },
-    };
+    return reopenable(await this.#open(key, range), () => this.#open(key, range));
   }
 
   async #open(key: string, range: ByteRange | undefined): Promise<AsyncIterable<Uint8Array>> {
@@ -272,7 +265,7 @@ export class S3Storage implements Storage {
         ));
     } catch (err) {
       // Offset at or past the end (or any range of an empty object): empty, per the contract.
-      if (range && err instanceof StorageError && err.status === 416) return emptyIterable();
+      if (range && err instanceof StorageError && err.status === 416) return emptyBody();
       throw err;
     }
     return this.#checked(key, bodyChunks(out.Body), out.ContentLength);
@@ -701,10 +694,4 @@ function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
 
 function hasDestroy(v: unknown): v is { destroy(): void } {
   return typeof (v as { destroy?: unknown }).destroy === "function";
-}
-
-async function* emptyIterable(): AsyncGenerator<Uint8Array> {}
-
-async function* delegate(p: Promise<AsyncIterable<Uint8Array>>): AsyncGenerator<Uint8Array> {
-  yield* await p;
 }

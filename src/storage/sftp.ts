@@ -12,7 +12,8 @@ import Client from "ssh2-sftp-client";
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
 import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
 import { PerKeySerial } from "./serial.ts";
-import { emptyBody, parseSidecar, sidecarKey, splitKey } from "./sidecar.ts";
+import { parseSidecar, sidecarKey, splitKey } from "./sidecar.ts";
+import { emptyBody } from "./body.ts";
 
 /** Where the replica is and how to log in. */
 export interface SftpOptions {

@@ -29,6 +29,3 @@ export function parseSidecar(text: string): Record<string, string> {
     return {};
   }
 }
-
-/** A body with no bytes. */
-export async function* emptyBody(): AsyncIterable<Uint8Array> {}
