@@ -9,7 +9,9 @@
  * durable in the replica at a 0.1 s interval), heavy (5 MB/s of page changes into one database)
  * and restore (a large database replicated, then restored by each tool's own restore command).
  *
- * `deno run -A scripts/bench/peer.ts [--quick] [--full] [--only steady,lag,heavy,restore]`.
+ * `deno run -A scripts/bench/peer.ts [--quick] [--full] [--only steady,lag,heavy,restore]
+ * [--ns 1,100,1000] [--dir /dev/shm]`: `--ns` replaces the steady workload's database counts,
+ * `--dir` is where the temp dir (databases and replicas) goes (default: the system's temp dir).
  * Writes the figures as JSON to bench-results/peer-<time>.json; everything else lives in a temp
  * dir that is removed at the end; every process started is stopped by PID.
  */
@@ -821,6 +823,8 @@ interface SteadyResult {
   threads: number;
   cpuS: number;
   otherCores: number;
+  /** Files created in the replica over the window (the file backend's write requests). */
+  replicaFilesWritten: number;
   commits: number;
   writerErrors: number;
   caughtUp: number;
@@ -954,11 +958,13 @@ async function steadyRun(
     const windowS = n >= 100 ? plan.steadyS : plan.steadySmallS;
     writer = python(STEADY_WRITER, [String(plan.warmupS + windowS), "1", ...paths]);
     await sleep(plan.warmupS * 1000);
+    const filesBefore = await replicaFiles(`${dir}/replica`);
     const sampler = new Sampler(p.pid, 1000);
     const w = await CpuWindow.start(p.pid);
     await sleep(windowS * 1000);
     const c = await w.end();
     await sampler.stop();
+    const filesWritten = await newFiles(`${dir}/replica`, filesBefore);
     const mem = await procMemory(p.pid);
     if (!mem) throw new Error(`${tool} exited during the window:\n${digest(await p.log())}`);
     const fds = await fdCount(p.pid);
@@ -988,6 +994,7 @@ async function steadyRun(
         threads: mem.threads,
         cpuS: c.cpuS,
         otherCores: c.otherCores,
+        replicaFilesWritten: filesWritten,
         commits: out.commits,
         writerErrors: out.errors,
         caughtUp: cu.caughtUp,
@@ -1004,6 +1011,26 @@ async function steadyRun(
     await p?.stop(5_000);
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Paths of every file below `dir` (hidden ones too: walrust's metadata sidecars are writes). */
+async function replicaFiles(dir: string): Promise<Set<string>> {
+  const out = new Set<string>();
+  const walk = async (d: string) => {
+    for await (const e of Deno.readDir(d)) {
+      if (e.isDirectory) await walk(`${d}/${e.name}`);
+      else if (e.isFile) out.add(`${d}/${e.name}`);
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** How many files below `dir` were not in `before` (files removed meanwhile are not counted). */
+async function newFiles(dir: string, before: Set<string>): Promise<number> {
+  let n = 0;
+  for (const f of await replicaFiles(dir)) if (!before.has(f)) n++;
+  return n;
 }
 
 /** Figures of one lag run. */
@@ -1350,6 +1377,12 @@ function printSteady(results: SteadyResult[], plan: Plan): void {
       row(`${k} threads at end`, w?.threads, l?.threads, 0),
       row(`${k} CPU s in window`, w?.cpuS, l?.cpuS, 2),
       row(`${k} CPU % of a core`, w && w.cpuS / w.windowS * 100, l && l.cpuS / l.windowS * 100, 2),
+      row(
+        `${k} replica files written / min`,
+        w && w.replicaFilesWritten / w.windowS * 60,
+        l && l.replicaFilesWritten / l.windowS * 60,
+        0,
+      ),
       row(`${k} start-up s (all in replica)`, w?.startupS, l?.startupS, 1),
       textRow(`${k} caught up at end`, w && `${w.caughtUp}/${w.n}`, l && `${l.caughtUp}/${l.n}`),
       row(`${k} catch-up s after last write`, w?.catchUpS, l?.catchUpS, 2),
@@ -1371,7 +1404,9 @@ function printSteady(results: SteadyResult[], plan: Plan): void {
     "(RSS/RssAnon from /proc/<pid>/status every 1 s over the window; CPU = utime+stime; caught\n" +
       " up: walrust waitCaughtUp (replica level 0 reaches the WAL's last commit), Litestream: the\n" +
       " newest WAL segment of the database holding a row marker holds its last commit; sampled\n" +
-      " restores = first and last database restored by the tool's own restore, table t equal)",
+      " restores = first and last database restored by the tool's own restore, table t equal;\n" +
+      " replica files written: files below the replica folder at the window's end that were not\n" +
+      " there at its start, walrust's metadata sidecars included: the file backend's write requests)",
   );
   for (const r of results) {
     for (const p of r.problems) console.log(`  ${r.tool} N=${r.n} log: ${p}`);
@@ -1531,9 +1566,17 @@ async function main(): Promise<number> {
       quick: { type: "boolean", default: false },
       full: { type: "boolean", default: false },
       only: { type: "string" },
+      ns: { type: "string" },
+      dir: { type: "string" },
     },
   });
   const plan = planFor(values.quick ?? false, values.full ?? false);
+  if (values.ns !== undefined) {
+    plan.steadyNs = values.ns.split(",").map(Number);
+    if (plan.steadyNs.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new Error(`--ns ${values.ns}: give database counts such as 1,100,1000`);
+    }
+  }
   const only = values.only ? values.only.split(",") as Workload[] : WORKLOADS;
   for (const o of only) if (!WORKLOADS.includes(o)) throw new Error(`unknown workload ${o}`);
   const t0 = performance.now();
@@ -1541,9 +1584,10 @@ async function main(): Promise<number> {
   console.log(
     `# walrust vs Litestream, ${start.time}: deno ${Deno.version.deno}, ${start.cpus} CPUs, ` +
       `load average ${start.loadavg.map((x) => x.toFixed(2)).join(" ")}` +
-      (values.quick ? " (--quick)" : "") + (values.full ? " (--full)" : ""),
+      (values.quick ? " (--quick)" : "") + (values.full ? " (--full)" : "") +
+      (values.dir ? ` (in ${values.dir})` : ""),
   );
-  const tmp = await Deno.makeTempDir({ prefix: "walrust-bench-peer-" });
+  const tmp = await Deno.makeTempDir({ prefix: "walrust-bench-peer-", dir: values.dir });
   const onSignal = async () => {
     await Promise.all([...live].map((p) => p.stop(2_000)));
     Deno.removeSync(tmp, { recursive: true });

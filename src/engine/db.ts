@@ -25,7 +25,7 @@ import { canRead, checkObjectEncryption } from "../storage/age.ts";
 import { DbReplica } from "../storage/replica.ts";
 import { DatabaseError, NotFoundError, StorageError, WalrustError } from "../errors.ts";
 import type { Logger } from "../observe/log.ts";
-import { type LocalMeta, LocalState } from "./localstate.ts";
+import { type LocalMeta, LocalState, recoverChecksums } from "./localstate.ts";
 import { PageSource } from "./pagesource.ts";
 import { UploadPool, UploadQueue } from "./uploader.ts";
 import { type FileChange, WatchedFiles } from "./files.ts";
@@ -358,6 +358,7 @@ export class Replicator {
     this.#snapshotReason = r.snapshotReason;
     const local = await this.state.list(0);
     const snaps = await this.state.list(SNAPSHOT_LEVEL);
+    recoverChecksums([...local, ...snaps], this.#meta);
     this.#meta.remoteTXID = Math.min(this.#meta.remoteTXID, this.#pos.txid);
     // Uploaded level-0 files are no longer needed locally, except the newest (the position
     // record until a newer one is up) and, with compaction, those no L1 file covers yet (the

@@ -36,6 +36,21 @@ export interface LocalMeta {
   checksumTXID?: number;
 }
 
+/**
+ * Give local files a process left queued the checksum `meta.json` recorded at their TXID (it is
+ * written with every snapshot): the checksum lived only in that process's memory, and without
+ * this the next process uploads them with no `walrust-post-apply-checksum`.
+ */
+export function recoverChecksums(files: LocalLtx[], meta: LocalMeta): void {
+  if (!meta.checksum || !meta.checksumTXID || !/^[0-9a-f]{16}$/.test(meta.checksum)) return;
+  const sum = BigInt(`0x${meta.checksum}`);
+  for (const f of files) {
+    if (f.maxTXID === meta.checksumTXID && f.postApplyChecksum === undefined) {
+      f.postApplyChecksum = sum;
+    }
+  }
+}
+
 /** The state directory of one database. */
 export class LocalState {
   readonly dir: string;

@@ -64,3 +64,48 @@ Deno.test("every uploaded object records the database checksum after it; restore
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("files a kill -9 left queued still record the checksum when the next watcher uploads them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "walrust-chk-queued-" });
+  const db = `${dir}/app.db`;
+  // The replica's parent is a regular file at first: every put fails and the snapshot stays
+  // in the local queue.
+  const blocker = `${dir}/blocker`;
+  const root = `${blocker}/replica`;
+  const bucket = `file://${root}`;
+  const w = await SqliteWriter.start(db);
+  let watch: WalrustProcess | undefined;
+  try {
+    await w.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
+    for (let i = 0; i < 20; i++) await w.exec(`INSERT INTO t (v) VALUES (randomblob(500))`);
+    await Deno.writeTextFile(blocker, "");
+    watch = new WalrustProcess(watchArgs(db, bucket));
+    await watch.waitFor("upload failed");
+    watch.kill("SIGKILL");
+    await watch.wait();
+    const queued = [...Deno.readDirSync(`${dir}/.app.db-walrust/ltx/9`)].map((e) => e.name);
+    assert.equal(queued.length, 1, `one snapshot queued locally: ${queued}`);
+
+    await Deno.remove(blocker);
+    watch = new WalrustProcess(watchArgs(db, bucket));
+    await watch.waitFor("replicating");
+    await waitCaughtUp(db, root, "app.db");
+    const storage = new FileStorage(root);
+    const key = `app.db/ltx/9/${queued[0]}`;
+    const recorded = (await storage.head(key))?.meta?.[POST_APPLY_CHECKSUM_META];
+    assert.ok(recorded, `${key}, uploaded by the second watcher, records the checksum`);
+    const out = `${dir}/restored.db`;
+    assert.equal(await restoreAndDump(bucket, "app.db", out), await dumpContent(db));
+    // The database at the snapshot's TXID has exactly the recorded checksum.
+    const at = `${dir}/at-snapshot.db`;
+    const txid = queued[0].slice(17, 33);
+    const r = await walrust(["restore", "app.db", "-o", at, "--bucket", bucket, "--txid", txid]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fileChecksum(at), recorded, "the database at that TXID has it");
+  } finally {
+    watch?.kill("SIGTERM");
+    await watch?.wait();
+    await w.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

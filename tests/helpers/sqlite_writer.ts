@@ -228,8 +228,11 @@ const DUMP = String.raw`
 import os, sqlite3, sys, json
 from urllib.parse import quote
 path, tables = sys.argv[1], json.loads(sys.argv[2])
-# Without a -wal file nobody has it open: immutable avoids creating -wal/-shm beside a copy.
-mode = "mode=ro" if os.path.exists(path + "-wal") else "immutable=1"
+# A WAL-mode file without a -wal is open nowhere: immutable avoids creating -wal/-shm beside a
+# copy. A rollback-journal file (a follower's copy) may be mid-batch: read it under its locks.
+with open(path, "rb") as f:
+    wal_mode = f.read(20)[18:19] == b"\x02"
+mode = "immutable=1" if wal_mode and not os.path.exists(path + "-wal") else "mode=ro"
 uri = "file:%s?%s" % (quote(os.path.abspath(path)), mode)
 conn = sqlite3.connect(uri, uri=True)
 q = lambda s: '"' + s.replace('"', '""') + '"'
