@@ -254,7 +254,7 @@ export class UploadQueue {
     const last = this.#lastL0;
     if (replica.kind !== "file" || !last || !this.#o.onReplicaLost) return false;
     const l0 = { level: 0, minTXID: last.minTXID, maxTXID: last.maxTXID };
-    if ((await replica.headLtx(l0)) !== undefined) return false;
+    if (await replica.hasLtx(l0)) return false;
     const key = replica.key(0, last.minTXID, last.maxTXID);
     this.#held = true;
     this.#o.onReplicaLost(key);

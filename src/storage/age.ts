@@ -164,6 +164,11 @@ export class AgeStorage implements Storage {
     return info && { ...info, size: await this.#plainSize(info.size) };
   }
 
+  async exists(key: string): Promise<boolean> {
+    const inner = this.inner;
+    return inner.exists ? await inner.exists(key) : (await inner.head(key)) !== undefined;
+  }
+
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const headerBytes = await this.#measureHeader();
     for await (const o of this.inner.list(prefix)) {

@@ -137,6 +137,12 @@ export class FileStorage implements Storage {
     return { key, size: st.size, lastModified, meta };
   }
 
+  /** Whether the object exists: one stat, no sidecar read. */
+  async exists(key: string): Promise<boolean> {
+    const path = this.pathOf(key);
+    return (await this.fs("head", key, () => statOrUndefined(path)))?.isFile === true;
+  }
+
   /** Every object whose key starts with `prefix`, in ascending (code point = UTF-8) order. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const window: { key: string; path: string }[] = [];

@@ -38,6 +38,8 @@ export interface Storage {
   get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>>;
   /** Object info, or undefined when absent. */
   head(key: string): Promise<ObjectInfo | undefined>;
+  /** Whether the object exists, where that is cheaper than `head` (no metadata). Optional. */
+  exists?(key: string): Promise<boolean>;
   /** Every object whose key starts with `prefix`, in ascending key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Delete keys; missing keys are not an error. */

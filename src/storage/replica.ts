@@ -107,6 +107,13 @@ export class DbReplica {
     return this.storage.head(this.#keyOf(f));
   }
 
+  /** Whether one LTX file exists (cheaper than headLtx where the backend can say so). */
+  async hasLtx(f: LtxId): Promise<boolean> {
+    const s = this.storage;
+    const key = this.#keyOf(f);
+    return s.exists ? await s.exists(key) : (await s.head(key)) !== undefined;
+  }
+
   /** Write one LTX file with its metadata. */
   putLtx(
     f: LtxId,

@@ -270,6 +270,17 @@ export class ResilientStorage implements Storage {
     return this.#run("head", key, true, () => this.inner.head(key));
   }
 
+  /** Exists (the inner backend's, else head); retried like head. */
+  exists(key: string): Promise<boolean> {
+    const inner = this.inner;
+    return this.#run(
+      "head",
+      key,
+      true,
+      async () => inner.exists ? await inner.exists(key) : (await inner.head(key)) !== undefined,
+    );
+  }
+
   /** Delete (idempotent, so retried). */
   delete(keys: string[]): Promise<void> {
     const label = keys.length <= 1 ? keys[0] : `${keys[0]} (+${keys.length - 1} more)`;

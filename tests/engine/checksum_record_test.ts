@@ -92,8 +92,18 @@ Deno.test("files a kill -9 left queued still record the checksum when the next w
     await waitCaughtUp(db, root, "app.db");
     const storage = new FileStorage(root);
     const key = `app.db/ltx/9/${queued[0]}`;
+    // The queue goes up in order: the level-0 file first, then the snapshot.
+    for (const deadline = Date.now() + 30_000; !(await storage.exists(key));) {
+      if (Date.now() > deadline) assert.fail(`${key} never reached the replica`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const recorded = (await storage.head(key))?.meta?.[POST_APPLY_CHECKSUM_META];
-    assert.ok(recorded, `${key}, uploaded by the second watcher, records the checksum`);
+    const files = (await replicaFiles(root, "app.db")).map((f) => f.path.slice(root.length));
+    assert.ok(
+      recorded,
+      `${key}, uploaded by the second watcher, records the checksum; replica: ${files}; ` +
+        `second watcher:\n${watch.stderr}`,
+    );
     const out = `${dir}/restored.db`;
     assert.equal(await restoreAndDump(bucket, "app.db", out), await dumpContent(db));
     // The database at the snapshot's TXID has exactly the recorded checksum.

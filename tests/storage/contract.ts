@@ -99,6 +99,11 @@ export function storageContract(target: ContractTarget): void {
     await s.put("dir/a", Uint8Array.of(1));
     await assert.rejects(() => s.get("dir"), NotFoundError, "a prefix of keys is not an object");
     assert.equal(await s.head("dir"), undefined);
+    if (s.exists) {
+      assert.equal(await s.exists("dir"), false, "exists: a prefix of keys is not an object");
+      assert.equal(await s.exists("missing/key"), false, "exists: absent");
+      assert.equal(await s.exists("dir/a"), true, "exists: present");
+    }
   });
 
   rule("head present/absent, size, meta round trip", async (s) => {
