@@ -139,6 +139,9 @@ export interface ReplicatorStats {
 export type PollResult = "changed" | "due" | "idle";
 
 /** Replicates one database. Create with `Replicator.open`. */
+/** Queued uploads at which a changed database waits for them before its next sync. */
+const UPLOADS_BEHIND = 2;
+
 export class Replicator {
   readonly stats: ReplicatorStats = {
     syncs: 0,
@@ -250,6 +253,13 @@ export class Replicator {
   /** Number of files waiting for upload. */
   get pendingUploads(): number {
     return this.#uploads.length;
+  }
+  /**
+   * Uploads are flowing but behind: two or more files queued. A sync now would only queue one
+   * more small file; waiting lets the next sync take every commit since in one file.
+   */
+  get uploadsBehind(): boolean {
+    return this.#uploads.length >= UPLOADS_BEHIND && this.#uploads.flowing;
   }
   /** Bytes queued for upload. */
   get pendingBytes(): number {

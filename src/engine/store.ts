@@ -66,7 +66,14 @@ export class Store {
     this.#schedule();
   }
 
-  /** A change was seen: sync now if the batching window allows, else at its end. */
+  /**
+   * A change was seen: sync now if the batching window allows, else at its end. While the
+   * database's uploads are behind (flowing, but files queued), look again an interval later:
+   * the frames wait in the WAL (our read lock keeps them) and one sync then takes them all, so
+   * a backlog shrinks instead of growing by one file per interval when there are more databases
+   * than the machine can upload one file each per interval. Checkpoints and snapshots do not
+   * wait (they come through `due`), nor do syncs while uploads fail (files keep the frames).
+   */
   #dirty(r: Replicator): void {
     if (this.#stopped || this.#pending.has(r)) return;
     const interval = this.#specs.get(r)!.sync.walSyncIntervalMs;
@@ -75,6 +82,16 @@ export class Store {
       r,
       setTimeout(() => {
         this.#pending.delete(r);
+        if (r.uploadsBehind && !this.#stopped) {
+          this.#pending.set(
+            r,
+            setTimeout(() => {
+              this.#pending.delete(r);
+              this.#dirty(r);
+            }, Math.max(interval, 20)),
+          );
+          return;
+        }
         this.#run(r);
       }, wait),
     );

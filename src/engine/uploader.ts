@@ -91,6 +91,11 @@ export class UploadQueue {
     return this.#files.length;
   }
 
+  /** Uploads are flowing: not held, and the last attempt did not fail. */
+  get flowing(): boolean {
+    return !this.#held && !this.#failing;
+  }
+
   /** The queued files, in upload order. */
   get files(): readonly LocalLtx[] {
     return this.#files;
@@ -234,7 +239,7 @@ export class UploadQueue {
         await state.writeMeta(record, { durable: false });
         // The newest level-0 file is the position record for the next start: keep the file
         // just uploaded, drop the one before it (older than this one, so never the newest).
-        if (previous && !this.#o.keepUploadedL0) await removeIfExists(previous.path);
+        if (previous && !this.#o.keepUploadedL0) await state.recycle(previous.path);
       } else {
         await removeIfExists(f.path);
       }
