@@ -74,7 +74,7 @@ export async function writeL0(
     batch.hdr,
   );
   const path = state.path(0, txid, txid);
-  const w = await LtxFileWriter.create(path, header, format, (tmp) => state.createTemp(tmp));
+  const w = await LtxFileWriter.create(path, header, format);
   const previous = (pgno: number) => {
     const off = pos.walIndex.get(pgno);
     return off !== undefined ? pages.fromWal(wal, off, pgno) : pages.fromDb(pgno);

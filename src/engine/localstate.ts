@@ -57,8 +57,6 @@ export function recoverChecksums(files: LocalLtx[], meta: LocalMeta): void {
 /** The state directory of one database. */
 export class LocalState {
   readonly dir: string;
-  /** Whether `spare` holds an uploaded level-0 file kept for its inode. */
-  #hasSpare = false;
   constructor(readonly dbPath: string) {
     const slash = dbPath.lastIndexOf("/");
     this.dir = `${dbPath.slice(0, slash)}/.${dbPath.slice(slash + 1)}-walrust`;
@@ -74,41 +72,6 @@ export class LocalState {
         if (e.name.endsWith(".tmp")) await removeIfExists(`${this.dir}/ltx/${level}/${e.name}`);
       }
     }
-  }
-
-  /** An uploaded level-0 file kept for the next one to reuse (a `.tmp`: init removes it). */
-  get spare(): string {
-    return `${this.dir}/ltx/0/spare.tmp`;
-  }
-
-  /**
-   * Done with an uploaded level-0 file: keep it as the spare (when there is none) rather than
-   * delete it, so the next level-0 file reuses its inode. On ext4 without a journal every new
-   * file's inode allocation scans past all recently deleted inodes of its group, and one file
-   * deleted and one created per sync per database made that scan most of a sync's CPU.
-   */
-  async recycle(path: string): Promise<void> {
-    if (this.#hasSpare) return await removeIfExists(path);
-    try {
-      await Deno.rename(path, this.spare);
-      this.#hasSpare = true;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-  }
-
-  /** Open a new, empty temp file at `tmp`: the spare renamed and truncated when there is one. */
-  async createTemp(tmp: string): Promise<Deno.FsFile> {
-    if (this.#hasSpare) {
-      this.#hasSpare = false;
-      try {
-        await Deno.rename(this.spare, tmp);
-        return await Deno.open(tmp, { write: true, truncate: true });
-      } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
-      }
-    }
-    return await Deno.open(tmp, { write: true, create: true, truncate: true });
   }
 
   /** Path of a local LTX file. */
@@ -213,16 +176,10 @@ export class LtxFileWriter {
     this.#encoder = enc;
   }
 
-  /** Start writing `path` with `header`; `open` creates the temp file (LocalState.createTemp). */
-  static async create(
-    path: string,
-    header: LtxHeader,
-    format: LtxFormat,
-    open: (tmp: string) => Promise<Deno.FsFile> = (tmp) =>
-      Deno.open(tmp, { write: true, create: true, truncate: true }),
-  ): Promise<LtxFileWriter> {
+  /** Start writing `path` with `header`. */
+  static async create(path: string, header: LtxHeader, format: LtxFormat): Promise<LtxFileWriter> {
     const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-    const file = await open(tmp);
+    const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
     let enc: LtxEncoder;
     try {
       enc = new LtxEncoder(header, (chunk) => writeAll(file, chunk), {

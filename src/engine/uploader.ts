@@ -239,7 +239,7 @@ export class UploadQueue {
         await state.writeMeta(record, { durable: false });
         // The newest level-0 file is the position record for the next start: keep the file
         // just uploaded, drop the one before it (older than this one, so never the newest).
-        if (previous && !this.#o.keepUploadedL0) await state.recycle(previous.path);
+        if (previous && !this.#o.keepUploadedL0) await removeIfExists(previous.path);
       } else {
         await removeIfExists(f.path);
       }

@@ -52,37 +52,3 @@ Deno.test("meta.json: a torn or garbled record reads as no record (the replica d
     assert.deepEqual(await s.readMeta(), { remoteTXID: 0, snapshotTXID: 0, snapshotAt: 0 });
   });
 });
-
-Deno.test("an uploaded level-0 file is kept as the spare and its inode reused by the next one", async () => {
-  await withState(async (s) => {
-    const a = s.path(0, 1, 1);
-    await Deno.writeTextFile(a, "old level-0 bytes");
-    const ino = (await Deno.stat(a)).ino;
-    await s.recycle(a);
-    await assert.rejects(Deno.stat(a), Deno.errors.NotFound);
-    assert.equal((await Deno.stat(s.spare)).ino, ino);
-    // Only one spare: a second recycled file is deleted.
-    const b = s.path(0, 2, 2);
-    await Deno.writeTextFile(b, "x");
-    await s.recycle(b);
-    await assert.rejects(Deno.stat(b), Deno.errors.NotFound);
-    assert.equal((await Deno.stat(s.spare)).ino, ino);
-    assert.deepEqual(await s.list(0), [], "the spare is not a level-0 file");
-
-    const tmp = `${s.path(0, 3, 3)}.t.tmp`;
-    const f = await s.createTemp(tmp);
-    await f.write(new TextEncoder().encode("new"));
-    f.close();
-    assert.equal((await Deno.stat(tmp)).ino, ino, "the spare's inode");
-    assert.equal(await Deno.readTextFile(tmp), "new", "truncated: nothing of the old bytes");
-    await assert.rejects(Deno.stat(s.spare), Deno.errors.NotFound);
-    // No spare left: a fresh file.
-    const tmp2 = `${s.path(0, 4, 4)}.t.tmp`;
-    (await s.createTemp(tmp2)).close();
-    assert.notEqual((await Deno.stat(tmp2)).ino, ino);
-    // A crash leaves the spare behind: the next start's init removes it with the temp files.
-    await s.recycle(tmp);
-    await new LocalState(s.dbPath).init();
-    await assert.rejects(Deno.stat(s.spare), Deno.errors.NotFound);
-  });
-});
