@@ -5,36 +5,24 @@
  */
 import assert from "node:assert/strict";
 import { Logger, openReplica, replicate, restore } from "../../mod.ts";
-import type { ByteRange, ObjectInfo, Storage } from "../../src/storage/port.ts";
+import type { Storage } from "../../src/storage/port.ts";
+import { CountingStorage } from "../helpers/counting_storage.ts";
 import { dumpContent, SqliteWriter } from "../helpers/sqlite_writer.ts";
 
 const quiet = new Logger({ level: "error" });
 
 /** The real file backend, every put made `ms` slower (a far or busy storage). */
-class SlowPuts implements Storage {
-  readonly description: string;
-  constructor(readonly inner: Storage, readonly ms: number) {
-    this.description = inner.description;
+class SlowPuts extends CountingStorage {
+  constructor(inner: Storage, readonly ms: number) {
+    super(inner);
   }
-  async put(
+  override async put(
     key: string,
     body: Uint8Array | AsyncIterable<Uint8Array>,
     meta?: Record<string, string>,
-  ) {
+  ): Promise<void> {
     await new Promise((r) => setTimeout(r, this.ms));
-    await this.inner.put(key, body, meta);
-  }
-  get(key: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array>> {
-    return this.inner.get(key, range);
-  }
-  head(key: string): Promise<ObjectInfo | undefined> {
-    return this.inner.head(key);
-  }
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(prefix);
-  }
-  delete(keys: string[]): Promise<void> {
-    return this.inner.delete(keys);
+    await super.put(key, body, meta);
   }
 }
 
