@@ -138,10 +138,10 @@ export interface ReplicatorStats {
 /** What a poll of the database's files found. */
 export type PollResult = "changed" | "due" | "idle";
 
-/** Replicates one database. Create with `Replicator.open`. */
 /** Queued uploads at which a changed database waits for them before its next sync. */
 const UPLOADS_BEHIND = 2;
 
+/** Replicates one database. Create with `Replicator.open`. */
 export class Replicator {
   readonly stats: ReplicatorStats = {
     syncs: 0,

@@ -78,22 +78,20 @@ export class Store {
     if (this.#stopped || this.#pending.has(r)) return;
     const interval = this.#specs.get(r)!.sync.walSyncIntervalMs;
     const wait = Math.max(0, r.lastSyncAt + interval - Date.now());
+    this.#after(r, wait, () => {
+      if (r.uploadsBehind) this.#after(r, Math.max(interval, 20), () => this.#dirty(r));
+      else this.#run(r);
+    });
+  }
+
+  /** Run `fn` for `r` in `ms` (the one pending timer per database; stop clears them). */
+  #after(r: Replicator, ms: number, fn: () => void): void {
     this.#pending.set(
       r,
       setTimeout(() => {
         this.#pending.delete(r);
-        if (r.uploadsBehind && !this.#stopped) {
-          this.#pending.set(
-            r,
-            setTimeout(() => {
-              this.#pending.delete(r);
-              this.#dirty(r);
-            }, Math.max(interval, 20)),
-          );
-          return;
-        }
-        this.#run(r);
-      }, wait),
+        if (!this.#stopped) fn();
+      }, ms),
     );
   }
 

@@ -11,7 +11,7 @@
  * a replica has age keys.
  */
 import { ConfigError, IntegrityError } from "../errors.ts";
-import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { type ByteRange, objectExists, type ObjectInfo, type Storage } from "./port.ts";
 
 /** The age keys of one replica. */
 export interface AgeKeys {
@@ -164,9 +164,8 @@ export class AgeStorage implements Storage {
     return info && { ...info, size: await this.#plainSize(info.size) };
   }
 
-  async exists(key: string): Promise<boolean> {
-    const inner = this.inner;
-    return inner.exists ? await inner.exists(key) : (await inner.head(key)) !== undefined;
+  exists(key: string): Promise<boolean> {
+    return objectExists(this.inner, key);
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

@@ -48,6 +48,11 @@ export interface Storage {
   close?(): Promise<void>;
 }
 
+/** Whether `key` exists: the backend's cheap `exists` where it has one, else `head`. */
+export async function objectExists(s: Storage, key: string): Promise<boolean> {
+  return s.exists ? await s.exists(key) : (await s.head(key)) !== undefined;
+}
+
 /** Read a whole object into memory. For small objects only (headers, test data). */
 export async function readAll(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];

@@ -2,7 +2,7 @@
 import type { Replica } from "./open.ts";
 import { databasePrefix } from "./open.ts";
 import { type LayoutKind, levelDir, ltxKey, parseLtxKey } from "./layout.ts";
-import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { type ByteRange, objectExists, type ObjectInfo, type Storage } from "./port.ts";
 
 /** One LTX object of a database in the replica. */
 export interface ReplicaFile {
@@ -108,10 +108,8 @@ export class DbReplica {
   }
 
   /** Whether one LTX file exists (cheaper than headLtx where the backend can say so). */
-  async hasLtx(f: LtxId): Promise<boolean> {
-    const s = this.storage;
-    const key = this.#keyOf(f);
-    return s.exists ? await s.exists(key) : (await s.head(key)) !== undefined;
+  hasLtx(f: LtxId): Promise<boolean> {
+    return objectExists(this.storage, this.#keyOf(f));
   }
 
   /** Write one LTX file with its metadata. */

@@ -13,7 +13,7 @@ import type { RetrySettings } from "../config/schema.ts";
 import { AuthError, NotFoundError, StorageError } from "../errors.ts";
 import { log as defaultLog, type Logger } from "../observe/log.ts";
 import { redact } from "../observe/redact.ts";
-import type { ByteRange, ObjectInfo, Storage } from "./port.ts";
+import { type ByteRange, objectExists, type ObjectInfo, type Storage } from "./port.ts";
 
 export { redact };
 
@@ -272,13 +272,7 @@ export class ResilientStorage implements Storage {
 
   /** Exists (the inner backend's, else head); retried like head. */
   exists(key: string): Promise<boolean> {
-    const inner = this.inner;
-    return this.#run(
-      "head",
-      key,
-      true,
-      async () => inner.exists ? await inner.exists(key) : (await inner.head(key)) !== undefined,
-    );
+    return this.#run("head", key, true, () => objectExists(this.inner, key));
   }
 
   /** Delete (idempotent, so retried). */
